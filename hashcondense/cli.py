@@ -193,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for console in logging.getLogger().handlers:
         console.setLevel(logging.WARNING)
     threads = getattr(args, "threads", None)
+    from hashcondense.runtime import tune_allocator
+
+    tune_allocator()  # CPU training steps up to ~2x faster (see its docstring)
     try:
         if threads:
             import torch

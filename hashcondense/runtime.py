@@ -12,7 +12,43 @@ import torch
 
 from hashcondense.errors import HashCondenseError
 
-__all__ = ["resolve_device", "seed_everything", "versions", "generator"]
+__all__ = ["resolve_device", "seed_everything", "versions", "generator", "tune_allocator"]
+
+
+_ALLOCATOR_TUNED: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Keep freed memory in the process instead of returning it to the OS (glibc on Linux).
+
+    Why: a CPU training step allocates and frees activation buffers of 10-130 MB. glibc serves those
+    with fresh mmap pages, so every step page-faults them in again; on the project's 2-core machine
+    this made a ConvNet-3 step at batch 256 (two DHD views) 3.9 s instead of 2.1 s, and single layers
+    up to 5x slower. Disabling mmap for large blocks and heap trimming (mallopt M_MMAP_MAX = 0,
+    M_TRIM_THRESHOLD = max) reuses the memory instead; the cost is that the process keeps its peak
+    heap until it exits. Same effect as running under jemalloc with
+    MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1. Set HASHCONDENSE_MALLOC_TUNE=0 to opt out.
+    Returns True when the allocator was tuned (idempotent; a no-op off glibc).
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED is not None:
+        return _ALLOCATOR_TUNED
+    _ALLOCATOR_TUNED = False
+    if os.environ.get("HASHCONDENSE_MALLOC_TUNE", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+        ok = libc.mallopt(m_mmap_max, 0) == 1
+        ok = libc.mallopt(m_trim_threshold, 2**31 - 1) == 1 and ok
+    except (OSError, AttributeError):
+        return False
+    _ALLOCATOR_TUNED = ok
+    return ok
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:

@@ -10,7 +10,10 @@ os.environ.setdefault("HASHCONDENSE_PROGRESS", "0")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from hashcondense.runtime import tune_allocator  # noqa: E402
+
 torch.set_num_threads(2)
+tune_allocator()  # what the CLI does: reuse freed memory instead of page-faulting it in again
 
 
 @pytest.fixture(scope="session")
