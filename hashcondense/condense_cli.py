@@ -36,18 +36,23 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Condense a dataset's train split into a synthetic set of --ipc stored images per class; "
         "writes OUT/synthetic.safetensors and its card. Unset options take the method's defaults.",
     )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="a saved config: a run's config.json or a file of CondenseConfig fields (flags override it)",
+    )
     d = p.add_argument_group("data")
     d.add_argument(
-        "--dataset", required=True, help="digits | cifar10 | imagenet10 | imagenet20 | npz:PATH | folder:PATH"
+        "--dataset", default=None, help="digits | cifar10 | imagenet10 | imagenet20 | npz:PATH | folder:PATH"
     )
     d.add_argument("--root", default=None, help="dataset root folder")
     d.add_argument("--download", action="store_true", help="download the dataset if missing (cifar10)")
-    d.add_argument("--split-seed", type=int, default=0, help="seed of the retrieval split draw (default 0)")
+    d.add_argument("--split-seed", type=int, default=None, help="seed of the retrieval split draw (0)")
     d.add_argument("--image-size", type=int, default=None, help="resolution for ImageNet / folder data")
 
     m = p.add_argument_group("method (unset = the method's default)")
-    m.add_argument("--method", required=True, help=METHODS_HELP)
-    m.add_argument("--ipc", type=int, required=True, help="stored images per class")
+    m.add_argument("--method", default=None, help=METHODS_HELP)
+    m.add_argument("--ipc", type=int, default=None, help="stored images per class")
     m.add_argument(
         "--preset", default=None, help="loop settings of the method: paper (default) or cpu (CPU-sized)"
     )
@@ -79,9 +84,9 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
 
     n = p.add_argument_group("networks")
-    n.add_argument("--hash", dest="hashing", default="dhd", help="hashing method (default dhd)")
-    n.add_argument("--arch", default="convnet3", help="network (default convnet3)")
-    n.add_argument("--bits", type=int, default=64, help="hash code length (default 64)")
+    n.add_argument("--hash", dest="hashing", default=None, help="hashing method (default dhd)")
+    n.add_argument("--arch", default=None, help="network (default convnet3)")
+    n.add_argument("--bits", type=int, default=None, help="hash code length (default 64)")
 
     i = p.add_argument_group("iem model pool")
     i.add_argument("--pool-size", type=int, default=None, help="early-stage networks in the pool (default 5)")
@@ -92,8 +97,8 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
     i.add_argument("--no-pool", action="store_true", help="a fresh random network per outer loop (ablation)")
 
     r = p.add_argument_group("run")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    r.add_argument("--seed", type=int, default=None, help="default 0")
+    r.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     r.add_argument(
         "--time-budget", type=float, default=None, help="stop after this many seconds of distillation"
@@ -103,7 +108,7 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace a set or checkpoint already in OUT")
     r.add_argument("--no-images", action="store_true", help="skip the OUT/images/<class>/<i>.png export")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.add_argument("--out", required=True, help="run directory to write")
+    r.add_argument("--out", default=None, help="run directory to write (required unless in --config)")
     p.set_defaults(handler=run_condense_command)
     return p
 
@@ -119,11 +124,45 @@ def _parse_option(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), parsed
 
 
+# CondenseConfig fields that a flag of the same name (argparse dest) sets when given.
+_FLAG_FIELDS = (
+    "dataset", "root", "split_seed", "image_size", "method", "preset", "ipc", "factor", "outer_loops",
+    "inner_loops", "lr_img", "batch_real", "batch_syn_max", "aug_strategy", "aug_mode", "hashing", "arch",
+    "bits", "seed", "device", "time_budget", "checkpoint_every", "out",
+)
+
+
+def _load_config_file(path_text: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    path = Path(path_text)
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HashCondenseError(
+            f"cannot read config {path}: {exc}; pass a condensation run's config.json"
+        ) from None
+    base = loaded.get("config", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(base, dict):
+        raise HashCondenseError(f"config {path} is not a JSON object; pass a condensation run's config.json")
+    return dict(base)
+
+
 def build_condense_config(args: argparse.Namespace) -> CondenseConfig:
-    """The `CondenseConfig` described by parsed `condense` arguments."""
+    """The `CondenseConfig` described by parsed `condense` arguments: the `--config` file (if any) with
+    every flag given on the command line laid over it. A run's config.json re-runs that run."""
     from hashcondense.condense import CondenseConfig
 
-    options: dict[str, Any] = dict(_parse_option(o) for o in args.option)
+    base = _load_config_file(args.config) if getattr(args, "config", None) else {}
+    # What decides where a re-run writes or whether it continues is the caller's, not the file's.
+    for key in ("resume", "overwrite"):
+        base.pop(key, None)
+    for key in _FLAG_FIELDS:
+        value = getattr(args, key, None)
+        if value is not None:
+            base[key] = value
+    options: dict[str, Any] = dict(base.get("options") or {})
+    options.update(dict(_parse_option(o) for o in args.option))
     if args.pool_size is not None:
         options["pool_size"] = args.pool_size
     if args.pool_epochs is not None:
@@ -132,37 +171,19 @@ def build_condense_config(args: argparse.Namespace) -> CondenseConfig:
         options["pool_dir"] = args.pool_dir
     if args.no_pool:
         options["use_pool"] = False
-    return CondenseConfig(
-        dataset=args.dataset,
-        root=args.root,
-        download=args.download,
-        split_seed=args.split_seed,
-        image_size=args.image_size,
-        method=args.method,
-        preset=args.preset,
-        ipc=args.ipc,
-        factor=args.factor,
-        outer_loops=args.outer_loops,
-        inner_loops=args.inner_loops,
-        lr_img=args.lr_img,
-        batch_real=args.batch_real,
-        batch_syn_max=args.batch_syn_max,
-        aug_strategy=args.aug_strategy,
-        aug_mode=args.aug_mode,
-        hashing=args.hashing,
-        arch=args.arch,
-        bits=args.bits,
-        options=options,
-        seed=args.seed,
-        device=args.device,
-        time_budget=args.time_budget,
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        out=args.out,
-        show_progress=not args.quiet,
-        export_images=not args.no_images,
-    )
+    base["options"] = options
+    if args.download:
+        base["download"] = True
+    base["resume"] = bool(args.resume)
+    base["overwrite"] = bool(args.overwrite)
+    if args.quiet:
+        base["show_progress"] = False
+    if args.no_images:
+        base["export_images"] = False
+    missing = [f"--{k.replace('_', '-')}" for k in ("dataset", "method", "ipc", "out") if base.get(k) is None]
+    if missing:
+        raise HashCondenseError(f"{', '.join(missing)} required (or a --config that sets them)")
+    return CondenseConfig.from_dict(base)
 
 
 def run_condense_command(args: argparse.Namespace) -> int:

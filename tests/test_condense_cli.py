@@ -117,3 +117,41 @@ def test_bad_input_is_one_line_error(tmp_path):
                 str(tmp_path),
             )
         )
+
+
+def test_config_file_reruns_a_run_and_flags_override_it(tmp_path, capsys):
+    first = tmp_path / "first"
+    common = ["--outer-loops", "2", "--bits", "16", "--batch-real", "8", "--lr-img", "0.5", "--quiet"]
+    args = parse("--dataset", "digits", "--method", "dm", "--ipc", "1", "--seed", "3", "--no-images",
+                 *common, "--out", str(first))
+    assert run_condense_command(args) == 0
+    saved = first / "config.json"
+
+    again = build_condense_config(parse("--config", str(saved), "--out", str(tmp_path / "again")))
+    original = build_condense_config(args)
+    assert again.out == str(tmp_path / "again")
+    for key, value in original.as_dict().items():  # the file holds the resolved settings too
+        if key != "out" and value is not None:
+            assert getattr(again, key) == value, key
+    assert again.factor == 1 and again.inner_loops == 1  # resolved from DM's defaults
+    assert run_condense_command(parse("--config", str(saved), "--out", str(tmp_path / "again"))) == 0
+    from hashcondense.io.tensors import load_tensors
+
+    a, _ = load_tensors(first / "synthetic.safetensors")
+    b, _ = load_tensors(tmp_path / "again" / "synthetic.safetensors")
+    assert torch.equal(a["images"], b["images"])  # the same seed and settings: the same set
+
+    changed = build_condense_config(parse("--config", str(saved), "--seed", "4", "--ipc", "2", "--out", "x"))
+    assert changed.seed == 4 and changed.ipc == 2 and changed.bits == 16 and changed.method == "dm"
+
+
+def test_config_errors_are_one_line(tmp_path):
+    with pytest.raises(HashCondenseError, match="--dataset, --method, --ipc, --out required"):
+        build_condense_config(parse())
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(HashCondenseError, match="cannot read config"):
+        build_condense_config(parse("--config", str(bad)))
+    bad.write_text('{"config": {"dataset": "digits", "ipc": 1, "method": "dm", "out": "x", "colour": 1}}')
+    with pytest.raises(HashCondenseError, match="unknown condense config keys"):
+        build_condense_config(parse("--config", str(bad)))
