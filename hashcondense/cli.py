@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
     sub.add_parser("list", help="list datasets, networks, hashing and condensation methods")
     return parser
