@@ -2,8 +2,8 @@
 
 Reads bench/out/eval_<spec>_<seconds>/metrics.json and, for optimised sets, the distillation steps
 from bench/out/cond_<spec>_<budget>/history.json (a snapshot at s seconds counts the steps done by
-then). Prints one Markdown row per evaluated set, best first, and copies each metrics/config file to
-bench/results/condense/ so that the figures are kept with the repository.
+then). Prints one Markdown row per evaluated set, best first, and copies each metrics/config file and set
+card to bench/results/condense/ so that the figures are kept with the repository.
 
 Run: .venv/bin/python bench/summarize_condense.py [--budget 600]
 """
@@ -37,7 +37,12 @@ def main() -> None:
         if history_file.exists() and not spec.startswith("random"):
             history = json.loads(history_file.read_text())
             history = history["steps"] if isinstance(history, dict) else history
-            steps = str(sum(1 for h in history if h["seconds"] <= float(seconds)))
+            # the budget is checked between steps: a step runs when the previous one ended in time
+            ends = [0.0] + [h["seconds"] for h in history[:-1]]
+            steps = str(sum(1 for end in ends if end < float(seconds)))
+        card = out / f"cond_{spec}_{a.budget}" / "card.json"
+        if card.exists():
+            shutil.copyfile(card, keep / f"cond_{spec}_{a.budget}.card.json")
         metrics = json.loads(metrics_file.read_text())
         rows.append((spec, int(seconds), steps, 100 * metrics["map"]))
         for name in ("metrics.json", "config.json"):
