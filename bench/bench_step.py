@@ -75,7 +75,7 @@ def measure_one(method: str, ipc: int, steps: int, root: str, pool_dir: str, thr
         condense(config, dataset=ds)
         wall = time.perf_counter() - start
         peak = _rss_kib("VmHWM")
-        history = json.loads((Path(tmp) / "history.json").read_text())
+        history = json.loads((Path(tmp) / "history.json").read_text())["steps"]
     seconds = [h["seconds"] for h in history]
     per_step = [b - a for a, b in zip(seconds, seconds[1:], strict=False)]
     return {
@@ -110,7 +110,10 @@ def main() -> None:
         for method in a.methods.split(","):
             cmd = [sys.executable, __file__, "--child", f"{method}:{ipc}", "--root", a.root,
                    "--steps", str(a.steps), "--threads", str(a.threads), "--pool-dir", a.pool_dir]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{method} ipc {ipc} failed:\n{done.stderr[-2000:]}")
+            out = done.stdout
             row = json.loads(out.strip().splitlines()[-1])
             rows.append(row)
             print(f"{method:>4} ipc {ipc:>2}: step {row['step_seconds_median']:.3f} s (median of "
