@@ -1,4 +1,4 @@
-"""The README demo: the product's main job on the embedded digits dataset, in a few minutes on a CPU.
+"""The README demo: the product's main job on the embedded digits dataset, about ten minutes on 2 cores.
 
 1. condense digits' train split to 10 stored images per class with IEM (model pool + multi-formation);
 2. evaluate hashing networks (DHD, ConvNet-3, 32 bits) trained on that set, on Random with
@@ -21,7 +21,7 @@ __all__ = ["run_demo"]
 BITS = 32
 IPC = 10
 # Digits are 8x8 originals: 16 px keeps every detail and makes each ConvNet-3 step about 4x cheaper
-# than 32 px, which is what brings the demo to a few minutes on a 2-core CPU.
+# than 32 px, which keeps the demo to about ten minutes on a 2-core CPU.
 IMAGE_SIZE = 16
 
 
