@@ -32,15 +32,15 @@ def main() -> None:
         if not metrics_file.exists():
             continue
         spec, seconds = run.name[len("eval_") :].rsplit("_", 1)
-        history_file = out / f"cond_{spec}_{a.budget}" / "history.json"
+        cond = out / f"cond_{spec}_{a.budget}"
+        history_file = cond / "history.json"
         steps = "-"
         if history_file.exists() and not spec.startswith("random"):
-            history = json.loads(history_file.read_text())
-            history = history["steps"] if isinstance(history, dict) else history
+            history = json.loads(history_file.read_text())["steps"]  # export.py's layout
             # the budget is checked between steps: a step runs when the previous one ended in time
             ends = [0.0] + [h["seconds"] for h in history[:-1]]
             steps = str(sum(1 for end in ends if end < float(seconds)))
-        card = out / f"cond_{spec}_{a.budget}" / "card.json"
+        card = cond / "card.json"
         if card.exists():
             shutil.copyfile(card, keep / f"cond_{spec}_{a.budget}.card.json")
         metrics = json.loads(metrics_file.read_text())
