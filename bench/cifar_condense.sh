@@ -8,7 +8,10 @@
 #   THREADS=1      each job on one core (two lanes side by side share the machine fairly)
 #   SNAPSHOTS="120 300"  also keep the set after these many seconds (resume = the same trajectory) and
 #                        evaluate each: the mAP-against-distillation-time curve
-# Outputs: bench/out/cond_<spec>_<budget>/ (the set, snap_<s>.safetensors) and bench/out/eval_<spec>_<s>/.
+#   EVAL_SEEDS="0 1 2"   train the evaluation network with each of these seeds (default 0); the set
+#                        itself is always condensed with seed 0
+# Outputs: bench/out/cond_<spec>_<budget>/ (the set, snap_<s>.safetensors) and
+# bench/out/eval_<spec>_<s>/ (evaluation seed 0) or bench/out/eval_<spec>_<s>_seed<N>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${CIFAR10_ROOT:-../shared/data/cifar10}
@@ -16,10 +19,14 @@ threads=${THREADS:-2}
 budget=$1; shift
 hc=.venv/bin/hashcondense
 evaluate() {  # set-file run-name
-  $hc train --config hashcondense/experiments/configs/cifar10_syn10_64.json --root "$root" \
-    --train-set "$1" --threads "$threads" --quiet --out "bench/out/$2"
-  python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(sys.argv[2], 'mAP@5000 %.2f' % (100*m['map']))" \
-    "bench/out/$2/metrics.json" "$2"
+  local seed name
+  for seed in ${EVAL_SEEDS:-0}; do
+    name=$2; [[ $seed == 0 ]] || name=${2}_seed$seed
+    $hc train --config hashcondense/experiments/configs/cifar10_syn10_64.json --root "$root" \
+      --train-set "$1" --seed "$seed" --threads "$threads" --quiet --out "bench/out/$name"
+    python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(sys.argv[2], 'mAP@5000 %.2f' % (100*m['map']))" \
+      "bench/out/$name/metrics.json" "$name"
+  done
 }
 for spec in "$@"; do
   method=${spec%@*}
