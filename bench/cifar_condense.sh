@@ -8,8 +8,8 @@
 #   THREADS=1      each job on one core (two lanes side by side share the machine fairly)
 #   SNAPSHOTS="120 300"  also keep the set after these many seconds (resume = the same trajectory) and
 #                        evaluate each: the mAP-against-distillation-time curve
-#   EVAL_SEEDS="0 1 2"   train the evaluation network with each of these seeds (default 0); the set
-#                        itself is always condensed with seed 0
+#   EVAL_SEEDS="0 1 2"   train the evaluation network of the final set with each of these seeds
+#                        (default 0; snapshots use seed 0); the set itself is always condensed with seed 0
 # Outputs: bench/out/cond_<spec>_<budget>/ (the set, snap_<s>.safetensors) and
 # bench/out/eval_<spec>_<s>/ (evaluation seed 0) or bench/out/eval_<spec>_<s>_seed<N>/.
 set -euo pipefail
@@ -55,5 +55,6 @@ for spec in "$@"; do
     run "$budget" $flag
   fi
   evaluate "$cond/synthetic.safetensors" "eval_${spec}_${budget}"
-  for s in "${snaps[@]}"; do evaluate "$cond/snap_$s.safetensors" "eval_${spec}_$s"; done
+  # the curve's snapshots: evaluation seed 0 only
+  for s in "${snaps[@]}"; do EVAL_SEEDS=0 evaluate "$cond/snap_$s.safetensors" "eval_${spec}_$s"; done
 done
