@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,22 @@ def test_list_names_everything(capsys):
     assert code == 0
     for name in ("digits", "cifar10", "convnet3", "resnetap10", "densenet121", "dhd", "orthohash", "csq"):
         assert name in out
+
+
+def test_demo_quick_prints_table_and_writes_runs(tmp_path, capsys):
+    """The README's main command, shortened: IEM vs Random (with and without multi-formation) vs whole."""
+    out = tmp_path / "demo"
+    code, stdout, err = run_cli(capsys, "demo", "--quick", "--quiet", "--out", str(out))
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    labels = [row["training set"] for row in summary["rows"]]
+    assert len(labels) == 4 and labels[0].startswith("IEM") and labels[-1].startswith("whole")
+    for row in summary["rows"]:
+        assert 0.0 <= row["map"] <= 1.0
+        assert (Path(row["run"]) / "metrics.json").exists()
+        assert f"{100 * row['map']:.2f}" in stdout
+    stored = {row["training set"]: row["stored images"] for row in summary["rows"]}
+    # IEM and Random-MF store 10 images per class (each decoding into 4), the whole split 100 per class
+    assert stored[labels[0]] == stored[labels[1]] == 100
+    assert stored[labels[-1]] == 1000
+    assert (out / "condense_iem" / "synthetic.safetensors").exists()
