@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--out", default=None, help="run directory to write (required unless in --config)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run in --out from its checkpoint (same settings)",
+    )
+    train.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=None,
+        help="save a resumable checkpoint at most this often (default 60; 0 = every epoch)",
+    )
     _add_eval_options(train)
 
     from hashcondense.condense_cli import add_condense_parser
@@ -145,6 +156,8 @@ def _eval_config(args: argparse.Namespace):
     base["train"] = train
     if args.quiet:
         base["show_progress"] = False
+    base["resume"] = bool(args.resume)
+    _set(base, "checkpoint_seconds", args.checkpoint_seconds)
     if not base.get("out"):
         raise HashCondenseError("--out is required: the run directory to write")
     return EvalConfig.from_dict(base)

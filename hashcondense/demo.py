@@ -64,6 +64,7 @@ def run_demo(
             out=str(root / name),
             show_progress=show_progress,
             save_network=False,
+            checkpoint_seconds=None,  # minute-long runs; a rerun simply overwrites them
         )
         metrics = run_evaluation(config)
         curves[label] = metrics

@@ -8,10 +8,18 @@ executes it and writes the run directory:
     log.txt          the run's log
     network.safetensors  the trained hashing network and method state (+ JSON metadata)
     pr.png, precision_at_m.png, map_vs_epoch.png
+    checkpoint.safetensors  only while training is unfinished: `resume=True` (`--resume`) continues
+                     from it; it is deleted once metrics.json is written
+
+A run directory holding an unfinished checkpoint is not overwritten by a fresh run: the user either
+resumes it or removes it. The checkpoint carries a digest of the settings that decide the numbers
+(`train_key`), so a resume with another recipe is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,14 +32,21 @@ from hashcondense.data import load_dataset
 from hashcondense.data.base import RetrievalDataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate.plots import plot_curves
-from hashcondense.evaluate.trainer import TrainConfig, encode, train_hashing_network
+from hashcondense.evaluate.trainer import TrainCheckpoint, TrainConfig, encode, train_hashing_network
 from hashcondense.evaluate.training_sets import resolve_train_set
 from hashcondense.io.atomic import ensure_writable_dir, write_json
 from hashcondense.io.tensors import save_tensors
 from hashcondense.retrieval import evaluate_retrieval
 from hashcondense.runtime import resolve_device, seed_everything, versions
 
-__all__ = ["EvalConfig", "run_evaluation", "evaluate_network", "default_m_values", "run_logger"]
+__all__ = ["EvalConfig", "run_evaluation", "evaluate_network", "default_m_values", "run_logger", "train_key"]
+
+CHECKPOINT = "checkpoint.safetensors"
+# Settings that decide where files go, what is shown or which extra epochs are measured, not the
+# numbers: they may change between an interrupted run and its resume.
+RESUME_FREE = frozenset({"out", "root", "download", "device", "show_progress", "save_network", "resume",
+                         "checkpoint_seconds"})
+RESUME_FREE_TRAIN = frozenset({"eval_epochs"})
 
 log = logging.getLogger("hashcondense")
 
@@ -54,6 +69,8 @@ class EvalConfig:
     out: str = "runs/train"
     save_network: bool = True
     show_progress: bool = True
+    resume: bool = False
+    checkpoint_seconds: float | None = 60.0  # at most this often and after the last epoch; None: never
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +84,13 @@ class EvalConfig:
             raise HashCondenseError(f"unknown config keys {sorted(unknown)}; valid keys: {sorted(known)}")
         train = TrainConfig(**data.pop("train", {}))
         return cls(train=train, **data)
+
+
+def train_key(resolved: dict[str, Any]) -> str:
+    """Digest of the resolved config's settings that decide a run's numbers (see RESUME_FREE)."""
+    kept = {k: v for k, v in resolved.items() if k not in RESUME_FREE}
+    kept["train"] = {k: v for k, v in resolved.get("train", {}).items() if k not in RESUME_FREE_TRAIN}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def default_m_values(topk: int) -> list[int]:
@@ -129,6 +153,12 @@ def evaluate_network(
 def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     """Run one evaluation and write its run directory; returns the metrics dict."""
     out = ensure_writable_dir(config.out)
+    checkpoint_path = out / CHECKPOINT
+    if checkpoint_path.exists() and not config.resume:
+        raise HashCondenseError(
+            f"{out} holds an unfinished training run ({CHECKPOINT}); pass --resume to continue it, "
+            "or delete that file (or choose another --out) to start again"
+        )
     device = resolve_device(config.device)
     seed_everything(config.seed)
     started = time.time()
@@ -156,15 +186,24 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         }
         write_json(out / "config.json", record)
 
-        map_per_epoch: list[dict[str, float]] = []
-
         def on_epoch(epoch: int, net, method) -> dict[str, float]:
             m = evaluate_network(net, dataset, config.bits, topk=config.topk, device=device)
-            map_per_epoch.append({"epoch": epoch, "map": m["map"]})
             log.info("epoch %d: mAP@%d = %.4f", epoch, m["topk"], m["map"])
             return {"map": m["map"]}
 
-        t0 = time.time()
+        resume = config.resume and checkpoint_path.exists()
+        if config.resume and not resume:
+            log.info("no checkpoint in %s; starting a fresh run", out)
+        checkpoint = (
+            None
+            if config.checkpoint_seconds is None
+            else TrainCheckpoint(
+                checkpoint_path,
+                resume=resume,
+                every_seconds=config.checkpoint_seconds,
+                key=train_key(resolved),
+            )
+        )
         net, method, history = train_hashing_network(
             images,
             labels,
@@ -177,8 +216,10 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
             device=device,
             on_epoch=on_epoch,
             show_progress=config.show_progress,
+            checkpoint=checkpoint,
         )
-        train_seconds = time.time() - t0
+        train_seconds = history[-1]["seconds"]  # summed over resumes, including per-epoch evaluations
+        map_per_epoch = [{"epoch": row["epoch"], "map": row["map"]} for row in history if "map" in row]
         t0 = time.time()
         metrics = evaluate_network(
             net, dataset, config.bits, topk=config.topk, device=device, show_progress=config.show_progress
@@ -218,4 +259,5 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
             save_tensors(out / "network.safetensors", state, {"config": resolved, "map": metrics["map"]})
         plot_curves({f"{config.train_set} ({config.bits} bits)": metrics}, out)
         write_json(out / "metrics.json", metrics)
+        checkpoint_path.unlink(missing_ok=True)
     return metrics

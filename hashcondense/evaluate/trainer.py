@@ -5,15 +5,24 @@ One loop for every hashing method: each step draws `method.num_views` augmented 
 network in one forward pass, and minimises `method.loss`. Adam with weight decay (IEM appendix B.2), a
 cosine or step schedule over the total number of steps. A non-finite loss stops training with a clear
 error instead of silently producing NaN codes.
+
+Long runs (the whole CIFAR-10 train split for hundreds of epochs is hours on a CPU) can be resumed:
+with a `TrainCheckpoint`, the state at the end of an epoch (network, hashing method, optimiser,
+both random generators, step, history) is written atomically to a safetensors file at most every
+`every_seconds`, and after the last epoch. A resumed run continues from it and gives the same
+numbers as an uninterrupted one, because every random draw after initialisation comes from the two
+saved generators.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,11 +31,12 @@ from torch import nn
 from hashcondense.augment import DSA, DSA_STRATEGY, strong_augment, weak_augment
 from hashcondense.errors import HashCondenseError
 from hashcondense.hashing import HashingMethod, create_hashing
+from hashcondense.io.tensors import load_tensors, save_tensors
 from hashcondense.models import HashingNetwork, create_model
 from hashcondense.runtime import generator
 from hashcondense.utils.progress import progress
 
-__all__ = ["TrainConfig", "build_network", "train_hashing_network", "encode"]
+__all__ = ["TrainConfig", "TrainCheckpoint", "build_network", "train_hashing_network", "encode"]
 
 log = logging.getLogger("hashcondense")
 
@@ -64,6 +74,84 @@ class TrainConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CHECKPOINT_FORMAT = "hashcondense-train-checkpoint/1"
+
+
+@dataclass
+class TrainCheckpoint:
+    """Where and how often `train_hashing_network` saves its state, and whether to start from it.
+
+    `key` identifies the run's settings (the pipeline passes a digest of its resolved config); a
+    checkpoint whose key differs is refused instead of silently mixing two recipes.
+    """
+
+    path: str | os.PathLike[str]
+    resume: bool = False
+    every_seconds: float = 60.0
+    key: str = ""
+
+    def save(
+        self,
+        net: nn.Module,
+        method: HashingMethod,
+        optimiser: torch.optim.Optimizer,
+        generators: dict[str, torch.Generator],
+        meta: dict[str, Any],
+    ) -> None:
+        tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+        tensors.update({f"method.{k}": v for k, v in method.state_dict().items()})
+        opt = optimiser.state_dict()
+        for index, state in opt["state"].items():
+            for name, value in state.items():
+                tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
+        tensors.update({f"rng.{name}": g.get_state() for name, g in generators.items()})
+        meta = {**meta, "format": CHECKPOINT_FORMAT, "key": self.key, "param_groups": opt["param_groups"]}
+        save_tensors(self.path, tensors, meta)
+
+    def load(
+        self,
+        net: nn.Module,
+        method: HashingMethod,
+        optimiser: torch.optim.Optimizer,
+        generators: dict[str, torch.Generator],
+    ) -> dict[str, Any]:
+        """Restore the saved state in place; returns the metadata (epoch, step, history, ...)."""
+        path = Path(self.path)
+        fix = "delete it to start again, or choose another --out"
+        try:
+            tensors, meta = load_tensors(path, what="training checkpoint")
+        except HashCondenseError as exc:
+            raise HashCondenseError(f"{exc}; {fix}") from None
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise HashCondenseError(f"{path} is not a hashcondense training checkpoint; {fix}")
+        if meta.get("key") != self.key:
+            raise HashCondenseError(
+                f"training checkpoint {path} was made with other settings; resume with the same "
+                f"settings (only --device, --threads, --quiet and --eval-epochs may change), or {fix}"
+            )
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in tensors.items():
+            if name.startswith("optim."):
+                _, index, key = name.split(".", 2)
+                opt_state.setdefault(int(index), {})[key] = value
+        try:
+            net.load_state_dict(_prefixed(tensors, "net."))
+            method.load_state_dict(_prefixed(tensors, "method."))
+            optimiser.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+            for name, g in generators.items():
+                g.set_state(tensors[f"rng.{name}"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            reason = str(exc).splitlines()[0][:80]
+            raise HashCondenseError(
+                f"training checkpoint {path} does not fit this network ({reason}); {fix}"
+            ) from None
+        return meta
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def build_network(
@@ -107,12 +195,15 @@ def train_hashing_network(
     hashing_kwargs: dict[str, Any] | None = None,
     on_epoch: Callable[[int, HashingNetwork, HashingMethod], dict[str, float] | None] | None = None,
     show_progress: bool = True,
+    checkpoint: TrainCheckpoint | None = None,
 ) -> tuple[HashingNetwork, HashingMethod, list[dict[str, Any]]]:
     """Train a fresh network + hashing method on normalised `images` (N, C, H, W) and `labels` (N,).
 
     Returns the trained network (eval mode), the method (with e.g. DHD proxies) and a per-epoch history.
     `on_epoch(epoch, net, method)` runs (in eval mode) after the epochs listed in `config.eval_epochs`
     that are before the last one; what it returns is merged into that epoch's history row.
+    With `checkpoint`, the state is saved as described in the module docstring, and with
+    `checkpoint.resume` training continues from the saved epoch (all epochs done: no training step).
     """
     config.check()
     device = torch.device(device)
@@ -142,9 +233,16 @@ def train_hashing_network(
     labels = labels.to(device)
     eval_epochs = {e for e in config.eval_epochs if 0 < e < epochs}
     history: list[dict[str, Any]] = []
-    step = 0
-    bar = progress(range(1, epochs + 1), desc="train", disable=not show_progress, unit="epoch")
-    start = time.perf_counter()
+    step, first_epoch, seconds_before = 0, 1, 0.0
+    generators = {"augment": aug_gen, "order": order_gen}
+    if checkpoint is not None and checkpoint.resume:
+        meta = checkpoint.load(net, method, optimiser, generators)
+        step, history = int(meta["step"]), list(meta["history"])
+        first_epoch, seconds_before = int(meta["epoch"]) + 1, float(meta["seconds"])
+        log.info("resumed from %s after epoch %d/%d", checkpoint.path, first_epoch - 1, epochs)
+    bar = progress(range(first_epoch, epochs + 1), desc="train", disable=not show_progress, unit="epoch")
+    start = time.perf_counter() - seconds_before
+    last_save = time.perf_counter()
     for epoch in bar:
         net.train()
         method.train()
@@ -186,6 +284,12 @@ def train_hashing_network(
             row.update(on_epoch(epoch, net, method) or {})
         history.append(row)
         log.info("epoch %d/%d loss %.4f (%.0f s)", epoch, epochs, row["loss"], row["seconds"])
+        if checkpoint is not None and (
+            epoch == epochs or time.perf_counter() - last_save >= checkpoint.every_seconds
+        ):
+            meta = {"epoch": epoch, "step": step, "history": history, "seconds": row["seconds"]}
+            checkpoint.save(net, method, optimiser, generators, meta)
+            last_save = time.perf_counter()
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{row['loss']:.4f}")
     net.eval()

@@ -1,0 +1,114 @@
+"""Resumable evaluation training: a run resumed from its checkpoint equals an uninterrupted one."""
+
+import json
+
+import pytest
+import torch
+
+from hashcondense import cli
+from hashcondense.errors import HashCondenseError
+from hashcondense.evaluate import TrainConfig, resolve_train_set
+from hashcondense.evaluate.trainer import TrainCheckpoint, train_hashing_network
+
+
+class Stop(Exception):
+    pass
+
+
+def _train(images, labels, config, checkpoint=None, on_epoch=None):
+    return train_hashing_network(
+        images,
+        labels,
+        arch="convnet3",
+        hashing="dhd",
+        hash_bits=16,
+        num_classes=10,
+        config=config,
+        seed=3,
+        on_epoch=on_epoch,
+        show_progress=False,
+        checkpoint=checkpoint,
+    )
+
+
+def test_resumed_training_equals_uninterrupted(digits, tmp_path, caplog):
+    images, labels, _ = resolve_train_set(digits, "random:20", seed=0)
+    config = TrainConfig(epochs=4, batch_size=100, lr=2e-3)  # 2 steps per epoch, augmented views
+    net_a, method_a, history_a = _train(images, labels, config)
+
+    path = tmp_path / "checkpoint.safetensors"
+
+    def interrupt(epoch, net, method):
+        raise Stop  # at epoch 2, before that epoch's checkpoint: the file holds epoch 1
+
+    stopped = TrainConfig(epochs=4, batch_size=100, lr=2e-3, eval_epochs=[2])
+    with pytest.raises(Stop):
+        _train(images, labels, stopped, TrainCheckpoint(path, every_seconds=0, key="k"), interrupt)
+    assert path.exists()
+
+    with caplog.at_level("INFO", logger="hashcondense"):
+        net_b, method_b, history_b = _train(
+            images, labels, config, TrainCheckpoint(path, resume=True, every_seconds=0, key="k")
+        )
+    assert "after epoch 1/4" in caplog.text  # it continued, rather than retraining from scratch
+    assert [row["epoch"] for row in history_b] == [1, 2, 3, 4]
+    assert [row["loss"] for row in history_b] == [row["loss"] for row in history_a]
+    for name, value in net_a.state_dict().items():
+        assert torch.equal(value, net_b.state_dict()[name]), name
+    assert torch.equal(method_a.state_dict()["proxies"], method_b.state_dict()["proxies"])
+
+    with pytest.raises(HashCondenseError, match="other settings"):
+        _train(images, labels, config, TrainCheckpoint(path, resume=True, key="another recipe"))
+
+
+def _argv(out, *extra):
+    return [
+        "train", "--dataset", "digits", "--train-set", "random:10", "--bits", "16", "--epochs", "3",
+        "--batch-size", "50", "--checkpoint-seconds", "0", "--quiet", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_cli_resume_after_interrupt(tmp_path, monkeypatch, capsys):
+    assert cli.main(_argv(tmp_path / "whole")) == 0
+    expected = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    assert not (tmp_path / "whole" / "checkpoint.safetensors").exists()  # removed once finished
+
+    out = tmp_path / "run"
+    from hashcondense.evaluate import pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "evaluate_network", interrupted)
+        assert cli.main(_argv(out, "--eval-epochs", "2")) == 130
+    checkpoint = out / "checkpoint.safetensors"
+    assert checkpoint.exists() and not (out / "metrics.json").exists()
+    capsys.readouterr()
+
+    # A fresh run into the same folder would throw the finished epochs away: refused.
+    assert cli.main(_argv(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume" in err and "Traceback" not in err
+
+    # Another recipe cannot continue this checkpoint; the file is kept.
+    assert cli.main(_argv(out, "--resume", "--lr", "0.01")) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert checkpoint.exists()
+
+    assert cli.main(_argv(out, "--resume")) == 0
+    assert "after epoch 1/3" in (out / "log.txt").read_text()
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["map"] == expected["map"]
+    assert [r["loss"] for r in resumed["history"]] == [r["loss"] for r in expected["history"]]
+    assert not checkpoint.exists()
+
+
+def test_cli_truncated_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a")
+    assert cli.main(_argv(out, "--resume")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "truncated or corrupt" in err and "delete it" in err
