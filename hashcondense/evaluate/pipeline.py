@@ -44,8 +44,9 @@ __all__ = ["EvalConfig", "run_evaluation", "evaluate_network", "default_m_values
 CHECKPOINT = "checkpoint.safetensors"
 # Settings that decide where files go, what is shown or which extra epochs are measured, not the
 # numbers: they may change between an interrupted run and its resume.
-RESUME_FREE = frozenset({"out", "root", "download", "device", "show_progress", "save_network", "resume",
-                         "checkpoint_seconds"})
+RESUME_FREE = frozenset(
+    {"out", "root", "download", "device", "show_progress", "save_network", "resume", "checkpoint_seconds"}
+)
 RESUME_FREE_TRAIN = frozenset({"eval_epochs"})
 
 log = logging.getLogger("hashcondense")
@@ -86,9 +87,11 @@ class EvalConfig:
         return cls(train=train, **data)
 
 
-def train_key(resolved: dict[str, Any]) -> str:
-    """Digest of the resolved config's settings that decide a run's numbers (see RESUME_FREE)."""
+def train_key(resolved: dict[str, Any], train_set: dict[str, Any] | None = None) -> str:
+    """Digest of the settings that decide a run's numbers (see RESUME_FREE) and of the training set's
+    description (so a set file replaced at the same path is not resumed as if unchanged)."""
     kept = {k: v for k, v in resolved.items() if k not in RESUME_FREE}
+    kept["train_set_description"] = train_set
     kept["train"] = {k: v for k, v in resolved.get("train", {}).items() if k not in RESUME_FREE_TRAIN}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -201,7 +204,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                 checkpoint_path,
                 resume=resume,
                 every_seconds=config.checkpoint_seconds,
-                key=train_key(resolved),
+                key=train_key(resolved, train_desc),
             )
         )
         net, method, history = train_hashing_network(
