@@ -36,6 +36,10 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--weight-decay", type=float, default=None)
     g.add_argument("--schedule", choices=["cosine", "step", "constant"], default=None)
+    g.add_argument(
+        "--optimizer", choices=["adam", "adamw", "sgd"], default=None, help="default adam (IEM); sgd as IDC"
+    )
+    g.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
     g.add_argument("--no-augment", action="store_true", default=None, help="train without augmentation")
     g.add_argument(
         "--eval-epochs",
@@ -142,7 +146,16 @@ def _eval_config(args: argparse.Namespace):
     ):
         _set(base, key, getattr(args, key, None))
     train = dict(base.get("train", {}))
-    for key in ("epochs", "auto_steps", "batch_size", "lr", "weight_decay", "schedule"):
+    for key in (
+        "epochs",
+        "auto_steps",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "schedule",
+        "optimizer",
+        "momentum",
+    ):
         _set(train, key, getattr(args, key, None))
     if args.no_augment:
         train["augment"] = False

@@ -31,9 +31,11 @@ def _train(images, labels, config, checkpoint=None, on_epoch=None):
     )
 
 
-def test_resumed_training_equals_uninterrupted(digits, tmp_path, caplog):
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])  # Adam's moments / SGD's momentum are restored
+def test_resumed_training_equals_uninterrupted(digits, tmp_path, caplog, optimizer):
     images, labels, _ = resolve_train_set(digits, "random:20", seed=0)
-    config = TrainConfig(epochs=4, batch_size=100, lr=2e-3)  # 2 steps per epoch, augmented views
+    # 2 steps per epoch, augmented views
+    config = TrainConfig(epochs=4, batch_size=100, lr=2e-3, optimizer=optimizer)
     net_a, method_a, history_a = _train(images, labels, config)
 
     path = tmp_path / "checkpoint.safetensors"
@@ -41,7 +43,7 @@ def test_resumed_training_equals_uninterrupted(digits, tmp_path, caplog):
     def interrupt(epoch, net, method):
         raise Stop  # at epoch 2, before that epoch's checkpoint: the file holds epoch 1
 
-    stopped = TrainConfig(epochs=4, batch_size=100, lr=2e-3, eval_epochs=[2])
+    stopped = TrainConfig(epochs=4, batch_size=100, lr=2e-3, optimizer=optimizer, eval_epochs=[2])
     with pytest.raises(Stop):
         _train(images, labels, stopped, TrainCheckpoint(path, every_seconds=0, key="k"), interrupt)
     assert path.exists()
@@ -116,3 +118,18 @@ def test_cli_truncated_checkpoint_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "truncated or corrupt" in err and "delete it" in err
+
+
+def test_checkpoints_from_before_the_optimizer_setting_still_resume():
+    from hashcondense.evaluate.pipeline import EvalConfig, train_key
+
+    resolved = EvalConfig().as_dict()
+    older = json.loads(json.dumps(resolved))  # a run recorded before `optimizer`/`momentum` existed
+    del older["train"]["optimizer"], older["train"]["momentum"]
+    assert train_key(resolved) == train_key(older)
+    sgd = json.loads(json.dumps(resolved))
+    sgd["train"]["optimizer"] = "sgd"
+    assert train_key(sgd) != train_key(resolved)
+    sgd_momentum = json.loads(json.dumps(sgd))
+    sgd_momentum["train"]["momentum"] = 0.5
+    assert train_key(sgd_momentum) != train_key(sgd)

@@ -48,6 +48,9 @@ RESUME_FREE = frozenset(
     {"out", "root", "download", "device", "show_progress", "save_network", "resume", "checkpoint_seconds"}
 )
 RESUME_FREE_TRAIN = frozenset({"eval_epochs"})
+# Training settings added after checkpoints already existed: left out of the digest while they hold the
+# value every earlier run had, so those checkpoints still resume.
+LATER_TRAIN_DEFAULTS = {"optimizer": "adam", "momentum": 0.9}
 
 log = logging.getLogger("hashcondense")
 
@@ -92,7 +95,11 @@ def train_key(resolved: dict[str, Any], train_set: dict[str, Any] | None = None)
     description (so a set file replaced at the same path is not resumed as if unchanged)."""
     kept = {k: v for k, v in resolved.items() if k not in RESUME_FREE}
     kept["train_set_description"] = train_set
-    kept["train"] = {k: v for k, v in resolved.get("train", {}).items() if k not in RESUME_FREE_TRAIN}
+    kept["train"] = {
+        k: v
+        for k, v in resolved.get("train", {}).items()
+        if k not in RESUME_FREE_TRAIN and not (k in LATER_TRAIN_DEFAULTS and v == LATER_TRAIN_DEFAULTS[k])
+    }
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
