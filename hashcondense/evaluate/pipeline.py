@@ -11,6 +11,9 @@ executes it and writes the run directory:
     checkpoint.safetensors  only while training is unfinished: `resume=True` (`--resume`) continues
                      from it; it is deleted once metrics.json is written
 
+`load_run_network(run_dir)` rebuilds the trained network and hashing method of a finished run from
+its config.json and network.safetensors (to encode new images, or to inspect a run).
+
 A run directory holding an unfinished checkpoint is not overwritten by a fresh run: the user either
 resumes it or removes it. The checkpoint carries a digest of the settings that decide the numbers
 (`train_key`), so a resume with another recipe is refused.
@@ -32,14 +35,30 @@ from hashcondense.data import load_dataset
 from hashcondense.data.base import RetrievalDataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate.plots import plot_curves
-from hashcondense.evaluate.trainer import TrainCheckpoint, TrainConfig, encode, train_hashing_network
+from hashcondense.evaluate.trainer import (
+    TrainCheckpoint,
+    TrainConfig,
+    build_network,
+    encode,
+    train_hashing_network,
+)
 from hashcondense.evaluate.training_sets import resolve_train_set
+from hashcondense.hashing import HashingMethod, create_hashing
 from hashcondense.io.atomic import ensure_writable_dir, write_json
-from hashcondense.io.tensors import save_tensors
+from hashcondense.io.tensors import load_tensors, save_tensors
+from hashcondense.models import HashingNetwork
 from hashcondense.retrieval import evaluate_retrieval
 from hashcondense.runtime import resolve_device, seed_everything, versions
 
-__all__ = ["EvalConfig", "run_evaluation", "evaluate_network", "default_m_values", "run_logger", "train_key"]
+__all__ = [
+    "EvalConfig",
+    "run_evaluation",
+    "evaluate_network",
+    "load_run_network",
+    "default_m_values",
+    "run_logger",
+    "train_key",
+]
 
 CHECKPOINT = "checkpoint.safetensors"
 # Settings that decide where files go, what is shown or which extra epochs are measured, not the
@@ -273,3 +292,45 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         write_json(out / "metrics.json", metrics)
         checkpoint_path.unlink(missing_ok=True)
     return metrics
+
+
+def load_run_network(
+    run_dir: str | Path, device: torch.device | str = "cpu"
+) -> tuple[HashingNetwork, HashingMethod, dict[str, Any]]:
+    """The trained network (eval mode) and hashing method of a finished run, and its config.json record.
+
+    The architecture, hashing method, bit length and input shape come from config.json; the weights
+    (and e.g. DHD's proxies or DPN's codebook) from network.safetensors.
+    """
+    run = Path(run_dir)
+    record_path, network_path = run / "config.json", run / "network.safetensors"
+    if not record_path.is_file():
+        raise HashCondenseError(
+            f"{record_path} does not exist; pass the folder of a `hashcondense train` run"
+        )
+    try:
+        record = json.loads(record_path.read_text())
+        config, dataset = record["config"], record["dataset"]
+        arch, hashing, bits = config["arch"], config["hashing"], int(config["bits"])
+        num_classes, in_channels = int(dataset["num_classes"]), int(dataset["in_channels"])
+        image_size = int(dataset["image_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HashCondenseError(
+            f"{record_path} is not a hashcondense run record ({type(exc).__name__}: {exc}); "
+            "pass the folder of a `hashcondense train` run"
+        ) from None
+    tensors, _ = load_tensors(network_path, what="trained network")
+    method = create_hashing(hashing, num_classes=num_classes, hash_bits=bits)
+    net = build_network(arch, method, in_channels, image_size)
+    try:
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        method.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("method.")})
+    except RuntimeError as exc:
+        raise HashCondenseError(
+            f"{network_path} does not fit the network its config.json describes "
+            f"({str(exc).splitlines()[0][:80]}); it was not written by this run"
+        ) from None
+    device = torch.device(device)
+    net.to(device).eval()
+    method.to(device).eval()
+    return net, method, record
