@@ -66,6 +66,7 @@ from hashcondense.augment import DSA, cutmix, cutmix_loss
 from hashcondense.condense.base import CondenseContext, CondenseMethod, MatchBatch, Streams, derive_seed
 from hashcondense.condense.synthetic import decode
 from hashcondense.errors import HashCondenseError
+from hashcondense.io.tensors import strip_prefix
 
 if TYPE_CHECKING:
     from hashcondense.hashing import HashingMethod
@@ -499,7 +500,7 @@ class GradientMatching(CondenseMethod):
         device = self.context.device
 
         def part(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) :]: v.to(device) for k, v in state.items() if k.startswith(prefix)}
+            return {k: v.to(device) for k, v in strip_prefix(state, prefix).items()}
 
         self.net.load_state_dict(part("net."))
         self.hashing.load_state_dict(part("hashing."))

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from hashcondense.errors import HashCondenseError
-from hashcondense.io.tensors import load_tensors, save_tensors
+from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
 
 __all__ = ["ModelPool", "POOL_FORMAT", "data_digest", "perturb_"]
 
@@ -142,7 +142,7 @@ class ModelPool:
             log.warning("pool member %s was made for other settings; training it again", path)
             return None
         log.info("pool member %d loaded from %s", k, path)
-        return {name[len("net.") :]: t for name, t in tensors.items() if name.startswith("net.")}
+        return strip_prefix(tensors, "net.")
 
     def _train(self, k: int) -> dict[str, torch.Tensor]:
         from hashcondense.evaluate.trainer import TrainConfig, train_hashing_network

@@ -45,7 +45,7 @@ from hashcondense.evaluate.trainer import (
 from hashcondense.evaluate.training_sets import resolve_train_set
 from hashcondense.hashing import HashingMethod, create_hashing
 from hashcondense.io.atomic import ensure_writable_dir, write_json
-from hashcondense.io.tensors import load_tensors, save_tensors
+from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
 from hashcondense.models import HashingNetwork
 from hashcondense.retrieval import evaluate_retrieval
 from hashcondense.runtime import resolve_device, seed_everything, versions
@@ -323,8 +323,8 @@ def load_run_network(
     method = create_hashing(hashing, num_classes=num_classes, hash_bits=bits)
     net = build_network(arch, method, in_channels, image_size)
     try:
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        method.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("method.")})
+        net.load_state_dict(strip_prefix(tensors, "net."))
+        method.load_state_dict(strip_prefix(tensors, "method."))
     except RuntimeError as exc:
         raise HashCondenseError(
             f"{network_path} does not fit the network its config.json describes "

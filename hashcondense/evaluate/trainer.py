@@ -32,7 +32,7 @@ from torch import nn
 from hashcondense.augment import DSA, DSA_STRATEGY, strong_augment, weak_augment
 from hashcondense.errors import HashCondenseError
 from hashcondense.hashing import HashingMethod, create_hashing
-from hashcondense.io.tensors import load_tensors, save_tensors
+from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
 from hashcondense.models import HashingNetwork, create_model
 from hashcondense.runtime import generator
 from hashcondense.utils.progress import progress
@@ -170,8 +170,8 @@ class TrainCheckpoint:
                 _, index, key = name.split(".", 2)
                 opt_state.setdefault(int(index), {})[key] = value
         try:
-            net.load_state_dict(_prefixed(tensors, "net."))
-            method.load_state_dict(_prefixed(tensors, "method."))
+            net.load_state_dict(strip_prefix(tensors, "net."))
+            method.load_state_dict(strip_prefix(tensors, "method."))
             optimiser.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
             for name, g in generators.items():
                 g.set_state(tensors[f"rng.{name}"])
@@ -181,10 +181,6 @@ class TrainCheckpoint:
                 f"training checkpoint {path} does not fit this network ({reason}); {fix}"
             ) from None
         return meta
-
-
-def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def build_network(

@@ -15,9 +15,15 @@ from safetensors.torch import save as st_save
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.atomic import write_bytes
 
-__all__ = ["load_tensors", "save_tensors"]
+__all__ = ["load_tensors", "save_tensors", "strip_prefix"]
 
 _META_KEY = "hashcondense"
+
+
+def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of `tensors` whose name starts with `prefix` ("net.", "method.", ...), without it:
+    one state dict out of a file that holds several."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def save_tensors(
