@@ -13,33 +13,28 @@ from hashcondense.evaluate import (
 )
 
 
-def test_training_beats_an_untrained_network(digits):
-    images, labels, _ = resolve_train_set(digits, "random:20", seed=0)
-    config = TrainConfig(epochs=0, auto_steps=60, batch_size=100, lr=2e-3, augment=False)
-    net, _, history = train_hashing_network(
+def _train(images, labels, config, hashing="dhd"):
+    """A 16-bit ConvNet-3 of seed 0 trained on digits images (the call every test here makes)."""
+    return train_hashing_network(
         images,
         labels,
         arch="convnet3",
-        hashing="dhd",
+        hashing=hashing,
         hash_bits=16,
         num_classes=10,
         config=config,
         seed=0,
         show_progress=False,
     )
+
+
+def test_training_beats_an_untrained_network(digits):
+    images, labels, _ = resolve_train_set(digits, "random:20", seed=0)
+    config = TrainConfig(epochs=0, auto_steps=60, batch_size=100, lr=2e-3, augment=False)
+    net, _, history = _train(images, labels, config)
     trained = evaluate_network(net, digits, 16)["map"]
     untrained_config = TrainConfig(epochs=1, batch_size=100, lr=1e-12)
-    net0, _, _ = train_hashing_network(
-        images,
-        labels,
-        arch="convnet3",
-        hashing="dhd",
-        hash_bits=16,
-        num_classes=10,
-        config=untrained_config,
-        seed=0,
-        show_progress=False,
-    )
+    net0, _, _ = _train(images, labels, untrained_config)
     untrained = evaluate_network(net0, digits, 16)["map"]
     assert history[-1]["loss"] < history[0]["loss"]
     assert trained > untrained + 0.2, (trained, untrained)
@@ -49,17 +44,7 @@ def test_training_beats_an_untrained_network(digits):
 def test_every_hashing_method_trains(digits, method):
     images, labels, _ = resolve_train_set(digits, "random:10", seed=0)
     config = TrainConfig(epochs=15, batch_size=100, lr=2e-3, flip=False)
-    net, _, history = train_hashing_network(
-        images,
-        labels,
-        arch="convnet3",
-        hashing=method,
-        hash_bits=16,
-        num_classes=10,
-        config=config,
-        seed=0,
-        show_progress=False,
-    )
+    net, _, history = _train(images, labels, config, method)
     assert history[-1]["loss"] < history[0]["loss"]
     assert evaluate_network(net, digits, 16)["map"] > 0.3
 
@@ -76,17 +61,7 @@ def test_nan_training_images_stop_with_a_clear_error(digits):
     images, labels, _ = resolve_train_set(digits, "random:2", seed=0)
     images[0] = float("nan")
     with pytest.raises(HashCondenseError, match="diverged"):
-        train_hashing_network(
-            images,
-            labels,
-            arch="convnet3",
-            hashing="dhd",
-            hash_bits=16,
-            num_classes=10,
-            config=TrainConfig(epochs=1),
-            seed=0,
-            show_progress=False,
-        )
+        _train(images, labels, TrainConfig(epochs=1))
 
 
 def test_optimizer_is_chosen_by_name_with_its_settings():
@@ -118,15 +93,5 @@ def test_sgd_trains(digits):
     # so this checks that it trains, not how well.
     images, labels, _ = resolve_train_set(digits, "random:20", seed=0)
     config = TrainConfig(epochs=0, auto_steps=60, batch_size=100, lr=0.05, optimizer="sgd", augment=False)
-    net, _, history = train_hashing_network(
-        images,
-        labels,
-        arch="convnet3",
-        hashing="dhd",
-        hash_bits=16,
-        num_classes=10,
-        config=config,
-        seed=0,
-        show_progress=False,
-    )
+    net, _, history = _train(images, labels, config)
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
