@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from hashcondense.data import load_dataset
-from hashcondense.evaluate import encode, load_run_network
+from hashcondense.evaluate import load_run_network
 from hashcondense.retrieval import mean_average_precision
 from hashcondense.runtime import tune_allocator
 
@@ -40,34 +40,29 @@ def main() -> None:
     topk = config["topk"] or dataset.topk or len(dataset.database)  # None: the whole database
 
     def outputs(split: str) -> tuple[torch.Tensor, np.ndarray]:
+        """The head's real-valued outputs (before the sign) for a split's images, and their labels."""
         idx = dataset.indices(split)
         with torch.inference_mode():
-            h = encode_raw(net, dataset, idx)
+            h = torch.cat(
+                [net(dataset.normalize(dataset.images[idx[a : a + 1000]])) for a in range(0, len(idx), 1000)]
+            )
         return h, dataset.labels[idx]
 
-    database = encode(
-        net, lambda a, b: dataset.normalize(dataset.images[dataset.indices("database")[a:b]]),
-        len(dataset.database),
-    ).numpy()  # fmt: skip
-    database_labels = dataset.labels[dataset.database]
+    def signs(h: torch.Tensor) -> np.ndarray:
+        return torch.where(h >= 0, 1, -1).to(torch.int8).numpy()
+
+    database, database_labels = outputs("database")
+    database = signs(database)
     result: dict[str, float | str] = {"run": args.run_dir}
     for split in ("query", "train"):
         h, labels = outputs(split)
-        codes = torch.where(h >= 0, 1, -1).to(torch.int8).numpy()
-        result[f"map_{split}"] = mean_average_precision(codes, labels, database, database_labels, topk)
+        result[f"map_{split}"] = mean_average_precision(signs(h), labels, database, database_labels, topk)
         if hasattr(method, "proxies"):
             cosine = F.normalize(h, dim=1) @ F.normalize(method.proxies.detach(), dim=1).t()
             result[f"proxy_accuracy_{split}"] = float((cosine.argmax(1).numpy() == labels).mean())
     for key, value in result.items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     print(json.dumps(result))
-
-
-def encode_raw(net: torch.nn.Module, dataset, idx: np.ndarray, batch: int = 1000) -> torch.Tensor:
-    """The head's real-valued outputs (before the sign) of dataset images `idx`."""
-    return torch.cat(
-        [net(dataset.normalize(dataset.images[idx[a : a + batch]])) for a in range(0, len(idx), batch)]
-    )
 
 
 if __name__ == "__main__":
