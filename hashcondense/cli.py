@@ -40,6 +40,10 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
         "--optimizer", choices=["adam", "adamw", "sgd"], default=None, help="default adam (IEM); sgd as IDC"
     )
     g.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
+    g.add_argument(
+        "--cutmix-prob", type=float, default=None, help="CutMix probability per batch (default 0 = off)"
+    )
+    g.add_argument("--cutmix-beta", type=float, default=None, help="CutMix Beta(b, b) (default 1)")
     g.add_argument("--no-augment", action="store_true", default=None, help="train without augmentation")
     g.add_argument(
         "--eval-epochs",
@@ -155,6 +159,8 @@ def _eval_config(args: argparse.Namespace):
         "schedule",
         "optimizer",
         "momentum",
+        "cutmix_prob",
+        "cutmix_beta",
     ):
         _set(train, key, getattr(args, key, None))
     if args.no_augment:

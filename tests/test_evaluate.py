@@ -81,6 +81,8 @@ def test_optimizer_is_chosen_by_name_with_its_settings():
         ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; choose adam, adamw, sgd"),
         ({"momentum": 1.0}, "momentum 1.0 cannot work"),
         ({"weight_decay": -1e-4}, "weight decay -0.0001 cannot work"),
+        ({"cutmix_prob": 1.5}, r"CutMix probability 1.5 cannot work; use a --cutmix-prob in \[0, 1\]"),
+        ({"cutmix_beta": 0.0}, "CutMix beta 0.0 cannot work; use a positive --cutmix-beta"),
     ],
 )
 def test_impossible_optimizer_settings_are_refused(settings, message):
@@ -95,3 +97,37 @@ def test_sgd_trains(digits):
     config = TrainConfig(epochs=0, auto_steps=60, batch_size=100, lr=0.05, optimizer="sgd", augment=False)
     net, _, history = _train(images, labels, config)
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
+
+
+def test_cutmix_weighs_every_loss_term_between_both_labels(digits, monkeypatch):
+    from hashcondense.hashing.dhd import DHD
+
+    images, labels, _ = resolve_train_set(digits, "random:10", seed=0)
+    calls = []
+    original = DHD.loss_terms
+
+    def spy(self, codes, y):
+        terms = original(self, codes, y)
+        calls.append((y.clone(), {k: float(v.detach()) for k, v in terms.items()}))
+        return terms
+
+    monkeypatch.setattr(DHD, "loss_terms", spy)
+    config = TrainConfig(epochs=1, batch_size=100, lr=2e-3, cutmix_prob=1.0)
+    _, _, history = _train(images, labels, config)
+    # one step, always mixed: the terms against the batch's labels, then against a shuffle of them
+    (y_a, terms_a), (y_b, terms_b) = calls
+    assert sorted(y_a.tolist()) == sorted(y_b.tolist()) and not torch.equal(y_a, y_b)
+    assert terms_a["sdh"] == pytest.approx(terms_b["sdh"])  # label-free terms are the same twice
+    assert terms_a["hp"] != pytest.approx(terms_b["hp"])
+    lo, hi = sorted([terms_a["hp"], terms_b["hp"]])
+    assert lo < history[0]["loss_hp"] < hi  # a mix of the two, weighted by the pasted area
+
+
+def test_cutmix_is_seeded_and_off_by_default(digits):
+    images, labels, _ = resolve_train_set(digits, "random:10", seed=0)
+    plain = TrainConfig(epochs=2, batch_size=50, lr=2e-3)
+    mixed = TrainConfig(epochs=2, batch_size=50, lr=2e-3, cutmix_prob=0.5)
+    loss = [_train(images, labels, c)[2][-1]["loss"] for c in (plain, mixed, mixed)]
+    off = _train(images, labels, TrainConfig(epochs=2, batch_size=50, lr=2e-3, cutmix_prob=0.0))
+    assert loss[1] == loss[2] and loss[1] != loss[0]
+    assert off[2][-1]["loss"] == loss[0]  # off draws nothing: earlier runs keep their random streams

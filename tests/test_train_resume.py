@@ -133,3 +133,9 @@ def test_checkpoints_from_before_the_optimizer_setting_still_resume():
     sgd_momentum = json.loads(json.dumps(sgd))
     sgd_momentum["train"]["momentum"] = 0.5
     assert train_key(sgd_momentum) != train_key(sgd)
+    before_cutmix = json.loads(json.dumps(resolved))  # and before `cutmix_prob`/`cutmix_beta`
+    del before_cutmix["train"]["cutmix_prob"], before_cutmix["train"]["cutmix_beta"]
+    assert train_key(before_cutmix) == train_key(resolved)
+    mixed = json.loads(json.dumps(resolved))
+    mixed["train"]["cutmix_prob"] = 0.5
+    assert train_key(mixed) != train_key(resolved)

@@ -69,7 +69,7 @@ RESUME_FREE = frozenset(
 RESUME_FREE_TRAIN = frozenset({"eval_epochs"})
 # Training settings added after checkpoints already existed: left out of the digest while they hold the
 # value every earlier run had, so those checkpoints still resume.
-LATER_TRAIN_DEFAULTS = {"optimizer": "adam", "momentum": 0.9}
+LATER_TRAIN_DEFAULTS = {"optimizer": "adam", "momentum": 0.9, "cutmix_prob": 0.0, "cutmix_beta": 1.0}
 
 log = logging.getLogger("hashcondense")
 

@@ -4,7 +4,9 @@ One loop for every hashing method: each step draws `method.num_views` augmented 
 (DHD: teacher = weak view, student = strong view; the others: one strong view), runs them through the
 network in one forward pass, and minimises `method.loss`. Adam with weight decay (IEM appendix B.2) by
 default, or SGD with momentum (IDC's evaluation optimiser), under a cosine or step schedule over the total
-number of steps. A non-finite loss stops training with a clear
+number of steps. With `cutmix_prob > 0` the batch is CutMixed before its views are drawn (so both DHD
+views show the same mixed image) and every loss term is weighted between the two labels by the pasted
+area, as IDC's evaluation training does. A non-finite loss stops training with a clear
 error instead of silently producing NaN codes.
 
 Long runs (the whole CIFAR-10 train split for hundreds of epochs is hours on a CPU) can be resumed:
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hashcondense.augment import DSA, DSA_STRATEGY, strong_augment, weak_augment
+from hashcondense.augment import DSA, DSA_STRATEGY, cutmix, cutmix_loss, strong_augment, weak_augment
 from hashcondense.errors import HashCondenseError
 from hashcondense.hashing import HashingMethod, create_hashing
 from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
@@ -63,6 +65,9 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | step (x0.2 at 2/3 and 5/6, IDC) | constant
     warmup_steps: int = 0
     augment: bool = True
+    # CutMix on the batch before its views (IDC's evaluation: beta 1, p 0.5); 0 = off
+    cutmix_prob: float = 0.0
+    cutmix_beta: float = 1.0
     flip: bool | None = None  # None: the dataset's default (False for digits, True otherwise)
     eval_epochs: list[int] = field(default_factory=list)
 
@@ -89,6 +94,14 @@ class TrainConfig:
             )
         if not (0 <= self.momentum < 1):
             raise HashCondenseError(f"momentum {self.momentum} cannot work; use a --momentum in [0, 1)")
+        if not 0 <= self.cutmix_prob <= 1:
+            raise HashCondenseError(
+                f"CutMix probability {self.cutmix_prob} cannot work; use a --cutmix-prob in [0, 1]"
+            )
+        if not (self.cutmix_beta > 0 and math.isfinite(self.cutmix_beta)):
+            raise HashCondenseError(
+                f"CutMix beta {self.cutmix_beta} cannot work; use a positive --cutmix-beta"
+            )
         if self.schedule not in ("cosine", "step", "constant"):
             raise HashCondenseError(f"unknown schedule '{self.schedule}'; choose cosine, step or constant")
 
@@ -280,12 +293,20 @@ def train_hashing_network(
         for i in range(steps_per_epoch):
             idx = order[i * batch : (i + 1) * batch]
             x, y = images[idx], labels[idx]
+            y_mixed, lam = y, 1.0
+            if config.cutmix_prob > 0:
+                x, y, y_mixed, lam = cutmix(
+                    x, y, aug_gen, beta=config.cutmix_beta, prob=config.cutmix_prob
+                )
             if method.num_views == 2:
                 views = [weak(x, aug_gen), strong(x, aug_gen)] if config.augment else [x, x]
             else:
                 views = [strong(x, aug_gen)] if config.augment else [x]
             codes = net(torch.cat(views)).split(x.shape[0])
             terms = method.loss_terms(list(codes), y)
+            if lam < 1.0:  # every term against both labels; label-free terms are the same twice
+                terms_mixed = method.loss_terms(list(codes), y_mixed)
+                terms = {k: cutmix_loss(v, terms_mixed[k], lam) for k, v in terms.items()}
             loss = sum(method.loss_weights.get(k, 1.0) * v for k, v in terms.items())
             if not torch.isfinite(loss):
                 raise HashCondenseError(
