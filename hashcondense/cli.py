@@ -132,7 +132,9 @@ def _eval_config(args: argparse.Namespace):
             raise HashCondenseError(
                 f"cannot read config {path}: {exc}; pass a config.json from a run"
             ) from None
-        base = loaded.get("config", loaded) if isinstance(loaded, dict) else {}
+        base = loaded.get("config", loaded) if isinstance(loaded, dict) else None
+        if not isinstance(base, dict):
+            raise HashCondenseError(f"config {path} is not a JSON object; pass a config.json from a run")
     for key in (
         "dataset",
         "root",
@@ -149,7 +151,12 @@ def _eval_config(args: argparse.Namespace):
         "out",
     ):
         _set(base, key, getattr(args, key, None))
-    train = dict(base.get("train", {}))
+    train = base.get("train", {})
+    if not isinstance(train, dict):
+        raise HashCondenseError(
+            f"config key train = {train!r} should be an object; correct it in the config file"
+        )
+    train = dict(train)
     for key in (
         "epochs",
         "auto_steps",

@@ -147,3 +147,26 @@ def test_demo_quick_prints_table_and_writes_runs(tmp_path, capsys):
     assert stored[labels[0]] == stored[labels[1]] == 100
     assert stored[labels[-1]] == 1000
     assert (out / "condense_iem" / "synthetic.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ({"train": {"lrr": 1e-3}}, "unknown config keys ['train.lrr']"),
+        ({"train": {"optimizer": "sgd", "momentum": "high"}}, "train.momentum = 'high' should be a number"),
+        ({"train": {"epochs": 1.5}}, "train.epochs = 1.5 should be a whole number"),
+        ({"train": {"eval_epochs": [1, "2"]}}, "should be a list of whole numbers"),
+        ({"train": 3}, "config key train = 3 should be an object"),
+        ({"seed": None}, "config key seed = None should be a whole number"),
+        ({"save_network": "yes"}, "should be true or false"),
+        ([1, 2], "is not a JSON object"),
+    ],
+)
+def test_config_file_mistakes_are_one_line_and_status_2(tmp_path, capsys, config, needle):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    code, _, err = run_cli(capsys, "train", "--config", str(path), "--out", str(tmp_path / "o"), "--quiet")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+    assert not (tmp_path / "o").exists()

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from hashcondense.errors import HashCondenseError
+from hashcondense.utils.config_types import check_config_types
 
 __all__ = [
     "CondenseConfig",
@@ -144,7 +145,9 @@ class CondenseConfig:
             raise HashCondenseError(
                 f"unknown condense config keys {sorted(unknown)}; valid keys: {sorted(known)}"
             )
-        return cls(**data)
+        config = cls(**data)
+        check_config_types(config)
+        return config
 
 
 @dataclass(frozen=True)

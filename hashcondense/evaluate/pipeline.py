@@ -49,6 +49,7 @@ from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
 from hashcondense.models import HashingNetwork
 from hashcondense.retrieval import evaluate_retrieval
 from hashcondense.runtime import resolve_device, seed_everything, versions
+from hashcondense.utils.config_types import check_config_types
 
 __all__ = [
     "EvalConfig",
@@ -105,8 +106,21 @@ class EvalConfig:
         unknown = set(data) - known
         if unknown:
             raise HashCondenseError(f"unknown config keys {sorted(unknown)}; valid keys: {sorted(known)}")
-        train = TrainConfig(**data.pop("train", {}))
-        return cls(train=train, **data)
+        train = data.pop("train", {})
+        if not isinstance(train, dict):
+            raise HashCondenseError(
+                f"config key train = {train!r} should be an object; correct it in the config file"
+            )
+        known_train = set(TrainConfig.__dataclass_fields__)
+        unknown_train = set(train) - known_train
+        if unknown_train:
+            raise HashCondenseError(
+                f"unknown config keys {sorted('train.' + k for k in unknown_train)}; "
+                f"valid train keys: {sorted(known_train)}"
+            )
+        config = cls(train=TrainConfig(**train), **data)
+        check_config_types(config)
+        return config
 
 
 def train_key(resolved: dict[str, Any], train_set: dict[str, Any] | None = None) -> str:
