@@ -44,6 +44,13 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
         "--cutmix-prob", type=float, default=None, help="CutMix probability per batch (default 0 = off)"
     )
     g.add_argument("--cutmix-beta", type=float, default=None, help="CutMix Beta(b, b) (default 1)")
+    g.add_argument(
+        "--views",
+        choices=["dsa", "jitter"],
+        default=None,
+        help="DHD's two views: dsa (default; translation+flip / full DSA) or jitter (DHD's code: "
+        "resized crop, flip, colour jitter, grayscale, blur)",
+    )
     g.add_argument("--no-augment", action="store_true", default=None, help="train without augmentation")
     g.add_argument(
         "--eval-epochs",
@@ -168,6 +175,7 @@ def _eval_config(args: argparse.Namespace):
         "momentum",
         "cutmix_prob",
         "cutmix_beta",
+        "views",
     ):
         _set(train, key, getattr(args, key, None))
     if args.no_augment:

@@ -12,6 +12,7 @@ from hashcondense.augment import (
     GROUPS,
     DSADraw,
     DSAParams,
+    JitterAugment,
     create_augment,
     cutmix,
     strong_augment,
@@ -320,3 +321,82 @@ def test_cutmix_is_reproducible_and_differentiable() -> None:
     cutmix(x, y, g1, prob=0.0)
     cutmix(x, y, g2, prob=1.0)
     assert torch.equal(g1.get_state(), g2.get_state())
+
+
+# ---- DHD's jitter views
+
+_STATS = ((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
+
+
+def _normalised(b: int = 6, c: int = 3, size: int = 16, seed: int = 0) -> torch.Tensor:
+    mean = torch.tensor(_STATS[0][:c]).view(1, -1, 1, 1)
+    std = torch.tensor(_STATS[1][:c]).view(1, -1, 1, 1)
+    return (_images(b, c, size, seed) - mean) / std
+
+
+def test_jitter_at_strength_zero_is_the_identity_and_full_strength_is_seeded() -> None:
+    x = _normalised()
+    same = JitterAugment(*_STATS, strength=0.0)(x, generator(0))
+    assert torch.allclose(same, x, atol=1e-5)
+    aug = JitterAugment(*_STATS, strength=1.0)
+    a, b, c = aug(x, generator(1)), aug(x, generator(1)), aug(x, generator(2))
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert a.shape == x.shape and a.dtype == x.dtype
+    # the chain works on pixels in [0, 1]: its output de-normalises into that range
+    pixels = a * torch.tensor(_STATS[1]).view(1, -1, 1, 1) + torch.tensor(_STATS[0]).view(1, -1, 1, 1)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+
+
+def test_jitter_draws_the_same_stream_whatever_the_data() -> None:
+    g1, g2 = generator(3), generator(3)
+    aug = JitterAugment(*_STATS)
+    aug(_normalised(seed=0), g1)
+    aug(_normalised(seed=1), g2)
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_jitter_flip_and_crop_geometry() -> None:
+    from hashcondense.augment.jitter import _resized_crop_flip
+
+    x = _images(4)
+    off, on = torch.zeros(4, dtype=torch.bool), torch.ones(4, dtype=torch.bool)
+    half = torch.full((4,), 0.5)
+    full, one = torch.ones(4), torch.ones(4)
+    assert torch.allclose(_resized_crop_flip(x, off, full, one, half, half, on), x.flip(-1), atol=1e-6)
+    assert torch.equal(_resized_crop_flip(x, off, full, one, half, half, off), x)
+    # a quarter-area square box in the top-left corner, resized back: the corner's pixels, zoomed x2
+    quarter = torch.full((4,), 0.25)
+    zero = torch.zeros(4)
+    crop = _resized_crop_flip(x, on, quarter, one, zero, zero, off)
+    ref = F.interpolate(x[:, :, :8, :8], scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(crop[:, :, 1:-1, 1:-1], ref[:, :, 1:-1, 1:-1], atol=1e-5)
+
+
+def test_hsv_round_trip_and_gray_images() -> None:
+    from hashcondense.augment.jitter import hsv_to_rgb, rgb_to_hsv
+
+    x = _images(8, size=8)
+    assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-5)
+    pure = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).view(3, 3, 1, 1)
+    assert torch.allclose(rgb_to_hsv(pure)[:, 0].flatten(), torch.tensor([0.0, 1 / 3, 2 / 3]))
+    gray = torch.full((2, 3, 4, 4), 0.3)
+    hsv = rgb_to_hsv(gray)
+    assert torch.all(hsv[:, 0] == 0) and torch.all(hsv[:, 1] == 0)
+
+
+def test_jitter_blur_keeps_a_constant_image_and_one_channel_works() -> None:
+    from hashcondense.augment.jitter import _gaussian_blur
+
+    flat = torch.full((2, 3, 8, 8), 0.4)
+    assert torch.allclose(_gaussian_blur(flat, 3, torch.tensor([0.5, 2.0])), flat, atol=1e-6)
+    edge = torch.zeros(1, 1, 8, 8)
+    edge[..., 4:] = 1.0
+    blurred = _gaussian_blur(edge, 3, torch.tensor([1.0]))
+    assert 0 < blurred[0, 0, 0, 3] < 0.5 < blurred[0, 0, 0, 4] < 1
+    gray = JitterAugment(_STATS[0][:1], _STATS[1][:1], flip=False)
+    out = gray(_normalised(c=1), generator(0))
+    assert out.shape == (6, 1, 16, 16) and torch.isfinite(out).all()
+    with pytest.raises(HashCondenseError, match="1- or 3-channel"):
+        JitterAugment((0.5,) * 2, (0.2,) * 2)(torch.zeros(1, 2, 8, 8), generator(0))
+    with pytest.raises(HashCondenseError, match="strength"):
+        JitterAugment(*_STATS, strength=1.5)

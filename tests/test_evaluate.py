@@ -1,5 +1,7 @@
 """Evaluation pipeline on digits: training improves retrieval, each hashing method trains, NaN is caught."""
 
+import math
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from hashcondense.evaluate import (
 )
 
 
-def _train(images, labels, config, hashing="dhd"):
+def _train(images, labels, config, hashing="dhd", **kwargs):
     """A 16-bit ConvNet-3 of seed 0 trained on digits images (the call every test here makes)."""
     return train_hashing_network(
         images,
@@ -25,6 +27,7 @@ def _train(images, labels, config, hashing="dhd"):
         config=config,
         seed=0,
         show_progress=False,
+        **kwargs,
     )
 
 
@@ -131,3 +134,16 @@ def test_cutmix_is_seeded_and_off_by_default(digits):
     off = _train(images, labels, TrainConfig(epochs=2, batch_size=50, lr=2e-3, cutmix_prob=0.0))
     assert loss[1] == loss[2] and loss[1] != loss[0]
     assert off[2][-1]["loss"] == loss[0]  # off draws nothing: earlier runs keep their random streams
+
+
+def test_jitter_views_train_reproducibly_and_need_the_normalization(digits):
+    images, labels, _ = resolve_train_set(digits, "random:10", seed=0)
+    stats = (digits.mean, digits.std)
+    jitter = TrainConfig(epochs=2, batch_size=50, lr=2e-3, views="jitter")
+    runs = [_train(images, labels, jitter, normalization=stats)[2][-1]["loss"] for _ in range(2)]
+    plain = _train(images, labels, TrainConfig(epochs=2, batch_size=50, lr=2e-3))[2][-1]["loss"]
+    assert runs[0] == runs[1] and math.isfinite(runs[0]) and runs[0] != plain
+    with pytest.raises(HashCondenseError, match="mean and std"):
+        _train(images, labels, jitter)
+    with pytest.raises(HashCondenseError, match="unknown views"):
+        _train(images, labels, TrainConfig(epochs=1, views="strong"))

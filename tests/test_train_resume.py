@@ -139,3 +139,9 @@ def test_checkpoints_from_before_the_optimizer_setting_still_resume():
     mixed = json.loads(json.dumps(resolved))
     mixed["train"]["cutmix_prob"] = 0.5
     assert train_key(mixed) != train_key(resolved)
+    before_views = json.loads(json.dumps(resolved))  # and before `views`
+    del before_views["train"]["views"]
+    assert train_key(before_views) == train_key(resolved)
+    jitter = json.loads(json.dumps(resolved))
+    jitter["train"]["views"] = "jitter"
+    assert train_key(jitter) != train_key(resolved)

@@ -1,4 +1,4 @@
-"""Differentiable Siamese augmentation (DSA) and CutMix, driven by an explicit torch.Generator."""
+"""DSA (differentiable Siamese augmentation), CutMix and DHD's jitter views, on an explicit generator."""
 
 from hashcondense.augment.cutmix import cutmix, cutmix_loss
 from hashcondense.augment.dsa import (
@@ -12,6 +12,7 @@ from hashcondense.augment.dsa import (
     strong_augment,
     weak_augment,
 )
+from hashcondense.augment.jitter import JitterAugment
 
 __all__ = [
     "AUG_MODES",
@@ -20,6 +21,7 @@ __all__ = [
     "DSAParams",
     "DSA_STRATEGY",
     "GROUPS",
+    "JitterAugment",
     "create_augment",
     "cutmix",
     "cutmix_loss",

@@ -70,7 +70,13 @@ RESUME_FREE = frozenset(
 RESUME_FREE_TRAIN = frozenset({"eval_epochs"})
 # Training settings added after checkpoints already existed: left out of the digest while they hold the
 # value every earlier run had, so those checkpoints still resume.
-LATER_TRAIN_DEFAULTS = {"optimizer": "adam", "momentum": 0.9, "cutmix_prob": 0.0, "cutmix_beta": 1.0}
+LATER_TRAIN_DEFAULTS = {
+    "optimizer": "adam",
+    "momentum": 0.9,
+    "cutmix_prob": 0.0,
+    "cutmix_beta": 1.0,
+    "views": "dsa",
+}
 
 log = logging.getLogger("hashcondense")
 
@@ -261,6 +267,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
             on_epoch=on_epoch,
             show_progress=config.show_progress,
             checkpoint=checkpoint,
+            normalization=(dataset.mean, dataset.std),
         )
         train_seconds = history[-1]["seconds"]  # summed over resumes, including per-epoch evaluations
         map_per_epoch = [{"epoch": row["epoch"], "map": row["map"]} for row in history if "map" in row]

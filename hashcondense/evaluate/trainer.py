@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from hashcondense.augment import DSA, DSA_STRATEGY, cutmix, cutmix_loss, strong_augment, weak_augment
+from hashcondense.augment import (
+    DSA,
+    DSA_STRATEGY,
+    JitterAugment,
+    cutmix,
+    cutmix_loss,
+    strong_augment,
+    weak_augment,
+)
 from hashcondense.errors import HashCondenseError
 from hashcondense.hashing import HashingMethod, create_hashing
 from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
@@ -65,6 +73,9 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | step (x0.2 at 2/3 and 5/6, IDC) | constant
     warmup_steps: int = 0
     augment: bool = True
+    # the two DHD views: "dsa" (weak = translation + flip, strong = the full DSA strategy) or "jitter"
+    # (DHD's code: resized crop, flip, colour jitter, grayscale, blur; teacher at half strength)
+    views: str = "dsa"
     # CutMix on the batch before its views (IDC's evaluation: beta 1, p 0.5); 0 = off
     cutmix_prob: float = 0.0
     cutmix_beta: float = 1.0
@@ -102,6 +113,8 @@ class TrainConfig:
             raise HashCondenseError(
                 f"CutMix beta {self.cutmix_beta} cannot work; use a positive --cutmix-beta"
             )
+        if self.views not in VIEWS:
+            raise HashCondenseError(f"unknown views '{self.views}'; choose {', '.join(VIEWS)}")
         if self.schedule not in ("cosine", "step", "constant"):
             raise HashCondenseError(f"unknown schedule '{self.schedule}'; choose cosine, step or constant")
 
@@ -110,6 +123,7 @@ class TrainConfig:
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+VIEWS = ("dsa", "jitter")
 
 
 def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -203,8 +217,27 @@ def build_network(
     return HashingNetwork(backbone, method.make_head(backbone.feature_dim))
 
 
-def training_views(flip: bool = True) -> tuple[DSA, DSA]:
-    """DHD's (weak, strong) views; without flips for data whose mirror image is another class."""
+View = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def training_views(
+    flip: bool = True,
+    views: str = "dsa",
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> tuple[View, View]:
+    """The (weak, strong) views; without flips for data whose mirror image is another class.
+
+    "dsa": teacher = translation + flip, student = the full DSA strategy (DESIGN Section 4).
+    "jitter": DHD's own code, one chain at strength 0.5 (teacher) and 1 (student); it works on pixel
+    values, so it needs the images' `normalization` (per-channel mean, std).
+    """
+    if views == "jitter":
+        if normalization is None:
+            raise HashCondenseError(
+                "views 'jitter' needs the dataset's mean and std; pass normalization=(mean, std)"
+            )
+        mean, std = normalization
+        return JitterAugment(mean, std, 0.5, flip=flip), JitterAugment(mean, std, 1.0, flip=flip)
     if flip:
         return weak_augment(), strong_augment()
     strategy = "_".join(g for g in DSA_STRATEGY.split("_") if g != "flip")
@@ -238,6 +271,7 @@ def train_hashing_network(
     on_epoch: Callable[[int, HashingNetwork, HashingMethod], dict[str, float] | None] | None = None,
     show_progress: bool = True,
     checkpoint: TrainCheckpoint | None = None,
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> tuple[HashingNetwork, HashingMethod, list[dict[str, Any]]]:
     """Train a fresh network + hashing method on normalised `images` (N, C, H, W) and `labels` (N,).
 
@@ -246,6 +280,7 @@ def train_hashing_network(
     that are before the last one; what it returns is merged into that epoch's history row.
     With `checkpoint`, the state is saved as described in the module docstring, and with
     `checkpoint.resume` training continues from the saved epoch (all epochs done: no training step).
+    `normalization` = the (mean, std) that normalised `images`; needed by `config.views == "jitter"`.
     """
     config.check()
     device = torch.device(device)
@@ -270,7 +305,7 @@ def train_hashing_network(
     total = epochs * steps_per_epoch
     aug_gen = generator(seed, 101)
     order_gen = generator(seed, 102)
-    weak, strong = training_views(flip=config.flip is not False)
+    weak, strong = training_views(config.flip is not False, config.views, normalization)
     images = images.to(device)
     labels = labels.to(device)
     eval_epochs = {e for e in config.eval_epochs if 0 < e < epochs}
