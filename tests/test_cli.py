@@ -63,6 +63,14 @@ def test_same_seed_same_numbers_and_config_rerun(tmp_path, capsys):
     assert ma["history"][-1]["loss"] == mb["history"][-1]["loss"]
 
 
+def test_jitter_views_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "jitter"
+    args = ["train", "--train-set", "random:3", "--bits", "16", "--views", "jitter", *FAST]
+    assert run_cli(capsys, *args, "--out", str(out))[0] == 0
+    assert json.loads((out / "config.json").read_text())["config"]["train"]["views"] == "jitter"
+    assert 0 <= json.loads((out / "metrics.json").read_text())["map"] <= 1
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [
@@ -155,6 +163,8 @@ def test_demo_quick_prints_table_and_writes_runs(tmp_path, capsys):
         ({"train": {"lrr": 1e-3}}, "unknown config keys ['train.lrr']"),
         ({"train": {"optimizer": "sgd", "momentum": "high"}}, "train.momentum = 'high' should be a number"),
         ({"train": {"epochs": 1.5}}, "train.epochs = 1.5 should be a whole number"),
+        ({"train": {"views": "strong"}}, "unknown views 'strong'"),
+        ({"train": {"lr": -1.0}}, "learning rate -1.0 cannot work"),
         ({"train": {"eval_epochs": [1, "2"]}}, "should be a list of whole numbers"),
         ({"train": 3}, "config key train = 3 should be an object"),
         ({"seed": None}, "config key seed = None should be a whole number"),

@@ -201,6 +201,7 @@ def evaluate_network(
 
 def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     """Run one evaluation and write its run directory; returns the metrics dict."""
+    config.train.check()  # a recipe that cannot work is refused before anything is written
     out = ensure_writable_dir(config.out)
     checkpoint_path = out / CHECKPOINT
     if checkpoint_path.exists() and not config.resume:
