@@ -14,11 +14,13 @@ The student view uses w = 1 and the teacher view w = 0.5 (DHD's `transformation_
 but AlexNet). This is our implementation with torchvision's conventions for the jitter factors
 (brightness and contrast and saturation multiply or blend in [1 - a, 1 + a], hue shifts by up to
 0.2 of the colour circle, each followed by clamping to [0, 1]; the four run in one random order per
-call). Differences from kornia, all minor: a crop that does not fit is shrunk to fit instead of
-redrawn, and blur pads by reflection at every size. The chain works on pixel values in [0, 1], so the
-images are de-normalised with the dataset's mean and std first and normalised again at the end.
+call). One difference from kornia, minor: a crop that does not fit is shrunk to fit instead of
+redrawn. Blur pads by reflection (by replication on images smaller than the kernel). The chain works
+on pixel values in [0, 1], so the images are de-normalised with the dataset's mean and std first and
+normalised again at the end.
 Not differentiable with respect to its random draws (it is for evaluation training, not matching);
-all randomness comes from the generator passed in.
+all randomness comes from the generator passed in, and every draw stays on the generator's device;
+only the per-image factors and masks that touch pixels move to the images' device.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class JitterAugment:
         s = self.strength
 
         def coin(p: float) -> Tensor:
-            return (_uniform(generator, b) < p).to(x.device)
+            return _uniform(generator, b) < p
 
         def factor(a: float) -> Tensor:  # in [max(0, 1 - a), 1 + a]
             lo = max(0.0, 1.0 - a)
@@ -100,20 +102,25 @@ class JitterAugment:
         out = _resized_crop_flip(out, crop_on, area, ratio, u_x, u_y, flip_on)
         if c == 3:
             jittered = _jitter(out, factors, hue, order)
-            out = torch.where(jitter_on.view(-1, 1, 1, 1), jittered, out)
-            out = torch.where(gray_on.view(-1, 1, 1, 1), _gray(out).expand_as(out), out)
+            out = torch.where(_mask(jitter_on, out), jittered, out)
+            out = torch.where(_mask(gray_on, out), _gray(out).expand_as(out), out)
         else:  # saturation, hue and grayscale do nothing to one channel
             jittered = _jitter(out, factors, hue, [o for o in order if o in (0, 1)])
-            out = torch.where(jitter_on.view(-1, 1, 1, 1), jittered, out)
+            out = torch.where(_mask(jitter_on, out), jittered, out)
         if bool(blur_on.any()):
             kernel = _odd(int(0.1 * min(h, w)))
             blurred = _gaussian_blur(out, kernel, sigma.to(x.device, x.dtype))
-            out = torch.where(blur_on.view(-1, 1, 1, 1), blurred, out)
+            out = torch.where(_mask(blur_on, out), blurred, out)
         return ((out - mean) / std).contiguous()
 
 
 def _uniform(generator: torch.Generator, n: int) -> Tensor:
     return torch.rand(n, generator=generator, device=generator.device)
+
+
+def _mask(on: Tensor, x: Tensor) -> Tensor:
+    """A per-image boolean draw as a (B, 1, 1, 1) mask on `x`'s device."""
+    return on.to(x.device).view(-1, 1, 1, 1)
 
 
 def _odd(k: int) -> int:
@@ -127,23 +134,19 @@ def _resized_crop_flip(
     image size (bilinear), and mirror; one `grid_sample` for both. Images with neither keep their pixels."""
     if not bool((crop_on | flip_on).any()):
         return x
-    dev, dt = x.device, x.dtype
-    # box sides as fractions of the image sides, shrunk to fit
-    width = torch.sqrt(area * ratio).clamp(max=1.0)
-    height = torch.sqrt(area / ratio).clamp(max=1.0)
-    crop = crop_on.cpu()
-    width = torch.where(crop, width, torch.ones_like(width))
-    height = torch.where(crop, height, torch.ones_like(height))
+    # box sides as fractions of the image sides, shrunk to fit; all on the draws' device
+    width = torch.where(crop_on, torch.sqrt(area * ratio).clamp(max=1.0), 1.0)
+    height = torch.where(crop_on, torch.sqrt(area / ratio).clamp(max=1.0), 1.0)
     # centre in normalised coordinates [-1, 1]: the box stays inside the image
     cx = (2 * u_x - 1) * (1 - width)
     cy = (2 * u_y - 1) * (1 - height)
-    sign = torch.where(flip_on.cpu(), -1.0, 1.0)
-    theta = torch.zeros(x.shape[0], 2, 3)
+    sign = torch.where(flip_on, -1.0, 1.0)
+    theta = torch.zeros(x.shape[0], 2, 3, device=width.device)
     theta[:, 0, 0] = width * sign
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = height
     theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta.to(dev, dt), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
