@@ -34,6 +34,12 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--auto-steps", type=int, default=None, help="steps targeted when --epochs is 0 (auto)")
     g.add_argument("--batch-size", type=int, default=None)
     g.add_argument("--lr", type=float, default=None)
+    g.add_argument(
+        "--backbone-lr-scale",
+        type=float,
+        default=None,
+        help="the backbone trains at lr x this, hash head and proxies at lr (default 1; DHD's code 0.05)",
+    )
     g.add_argument("--weight-decay", type=float, default=None)
     g.add_argument("--schedule", choices=["cosine", "step", "constant"], default=None)
     g.add_argument(
@@ -169,6 +175,7 @@ def _eval_config(args: argparse.Namespace):
         "auto_steps",
         "batch_size",
         "lr",
+        "backbone_lr_scale",
         "weight_decay",
         "schedule",
         "optimizer",

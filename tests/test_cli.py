@@ -63,11 +63,13 @@ def test_same_seed_same_numbers_and_config_rerun(tmp_path, capsys):
     assert ma["history"][-1]["loss"] == mb["history"][-1]["loss"]
 
 
-def test_jitter_views_from_the_command_line(tmp_path, capsys):
+def test_jitter_views_and_backbone_lr_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "jitter"
     args = ["train", "--train-set", "random:3", "--bits", "16", "--views", "jitter", *FAST]
+    args += ["--backbone-lr-scale", "0.05"]
     assert run_cli(capsys, *args, "--out", str(out))[0] == 0
-    assert json.loads((out / "config.json").read_text())["config"]["train"]["views"] == "jitter"
+    train = json.loads((out / "config.json").read_text())["config"]["train"]
+    assert train["views"] == "jitter" and train["backbone_lr_scale"] == 0.05
     assert 0 <= json.loads((out / "metrics.json").read_text())["map"] <= 1
 
 
@@ -165,6 +167,7 @@ def test_demo_quick_prints_table_and_writes_runs(tmp_path, capsys):
         ({"train": {"epochs": 1.5}}, "train.epochs = 1.5 should be a whole number"),
         ({"train": {"views": "strong"}}, "unknown views 'strong'"),
         ({"train": {"lr": -1.0}}, "learning rate -1.0 cannot work"),
+        ({"train": {"backbone_lr_scale": -1}}, "backbone lr scale -1 cannot work"),
         ({"train": {"eval_epochs": [1, "2"]}}, "should be a list of whole numbers"),
         ({"train": 3}, "config key train = 3 should be an object"),
         ({"seed": None}, "config key seed = None should be a whole number"),

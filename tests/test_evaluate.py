@@ -78,9 +78,31 @@ def test_optimizer_is_chosen_by_name_with_its_settings():
     assert isinstance(make_optimizer(params, TrainConfig(optimizer="adamw")), torch.optim.AdamW)
 
 
+def test_backbone_lr_scale_slows_only_the_backbone(digits):
+    from hashcondense.evaluate.trainer import parameter_groups
+
+    images, labels, _ = resolve_train_set(digits, "random:10", seed=0)
+    frozen, _, _ = _train(images, labels, TrainConfig(epochs=1, batch_size=50, lr=1e-12))
+    scaled_config = TrainConfig(epochs=1, batch_size=50, lr=2e-3, backbone_lr_scale=1e-9)
+    scaled, method, _ = _train(images, labels, scaled_config)
+    # same initialisation: the backbone has (all but) not moved, the hash head has
+    for name, value in frozen.backbone.state_dict().items():
+        assert torch.allclose(value, scaled.backbone.state_dict()[name], atol=1e-7), name
+    head_before, head_after = frozen.head.state_dict(), scaled.head.state_dict()
+    assert max(float((head_before[k] - head_after[k]).abs().max()) for k in head_before) > 1e-4
+    groups = parameter_groups(scaled, method, scaled_config)
+    assert [g["lr_scale"] for g in groups] == [1e-9, 1.0]
+    assert any(p is method.proxies for p in groups[1]["params"])  # DHD's proxies train at the full lr
+    grouped = [id(p) for g in groups for p in g["params"]]
+    everything = [p for p in list(scaled.parameters()) + list(method.parameters()) if p.requires_grad]
+    assert sorted(grouped) == sorted(id(p) for p in everything)  # each parameter once
+    assert len(parameter_groups(scaled, method, TrainConfig())) == 1
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
+        ({"backbone_lr_scale": 0.0}, "backbone lr scale 0.0 cannot work; use a positive --backbone-lr-scale"),
         ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; choose adam, adamw, sgd"),
         ({"momentum": 1.0}, "momentum 1.0 cannot work"),
         ({"weight_decay": -1e-4}, "weight decay -0.0001 cannot work"),

@@ -9,6 +9,7 @@ from hashcondense import cli
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate import TrainConfig, resolve_train_set
 from hashcondense.evaluate.trainer import TrainCheckpoint, train_hashing_network
+from hashcondense.io.tensors import load_tensors, save_tensors
 
 
 class Stop(Exception):
@@ -31,11 +32,27 @@ def _train(images, labels, config, checkpoint=None, on_epoch=None):
     )
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])  # Adam's moments / SGD's momentum are restored
-def test_resumed_training_equals_uninterrupted(digits, tmp_path, caplog, optimizer):
+def _drop_lr_scale(path):
+    """Rewrite a checkpoint as one written before parameter groups had an `lr_scale`."""
+    tensors, meta = load_tensors(path)
+    for group in meta["param_groups"]:
+        del group["lr_scale"]
+    save_tensors(path, tensors, meta)
+
+
+# Adam's moments / SGD's momentum are restored; two parameter groups with their own lr; a checkpoint
+# from before `lr_scale` existed (one group, scale 1) still resumes to the same numbers
+@pytest.mark.parametrize(
+    "optimizer, backbone_lr_scale, older_file",
+    [("adam", 1.0, False), ("sgd", 1.0, False), ("adam", 0.05, False), ("adam", 1.0, True)],
+)
+def test_resumed_training_equals_uninterrupted(
+    digits, tmp_path, caplog, optimizer, backbone_lr_scale, older_file
+):
     images, labels, _ = resolve_train_set(digits, "random:20", seed=0)
     # 2 steps per epoch, augmented views
-    config = TrainConfig(epochs=4, batch_size=100, lr=2e-3, optimizer=optimizer)
+    recipe = {"batch_size": 100, "lr": 2e-3, "optimizer": optimizer, "backbone_lr_scale": backbone_lr_scale}
+    config = TrainConfig(epochs=4, **recipe)
     net_a, method_a, history_a = _train(images, labels, config)
 
     path = tmp_path / "checkpoint.safetensors"
@@ -43,10 +60,12 @@ def test_resumed_training_equals_uninterrupted(digits, tmp_path, caplog, optimiz
     def interrupt(epoch, net, method):
         raise Stop  # at epoch 2, before that epoch's checkpoint: the file holds epoch 1
 
-    stopped = TrainConfig(epochs=4, batch_size=100, lr=2e-3, optimizer=optimizer, eval_epochs=[2])
+    stopped = TrainConfig(epochs=4, eval_epochs=[2], **recipe)
     with pytest.raises(Stop):
         _train(images, labels, stopped, TrainCheckpoint(path, every_seconds=0, key="k"), interrupt)
     assert path.exists()
+    if older_file:
+        _drop_lr_scale(path)
 
     with caplog.at_level("INFO", logger="hashcondense"):
         net_b, method_b, history_b = _train(
@@ -145,3 +164,9 @@ def test_checkpoints_from_before_the_optimizer_setting_still_resume():
     jitter = json.loads(json.dumps(resolved))
     jitter["train"]["views"] = "jitter"
     assert train_key(jitter) != train_key(resolved)
+    before_groups = json.loads(json.dumps(resolved))  # and before `backbone_lr_scale`
+    del before_groups["train"]["backbone_lr_scale"]
+    assert train_key(before_groups) == train_key(resolved)
+    scaled = json.loads(json.dumps(resolved))
+    scaled["train"]["backbone_lr_scale"] = 0.05
+    assert train_key(scaled) != train_key(resolved)

@@ -76,6 +76,7 @@ LATER_TRAIN_DEFAULTS = {
     "cutmix_prob": 0.0,
     "cutmix_beta": 1.0,
     "views": "dsa",
+    "backbone_lr_scale": 1.0,
 }
 
 log = logging.getLogger("hashcondense")

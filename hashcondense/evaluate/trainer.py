@@ -52,6 +52,7 @@ __all__ = [
     "TrainCheckpoint",
     "build_network",
     "make_optimizer",
+    "parameter_groups",
     "train_hashing_network",
     "encode",
 ]
@@ -67,6 +68,9 @@ class TrainConfig:
     auto_steps: int = 2000
     batch_size: int = 256
     lr: float = 1e-3
+    # the backbone trains at lr x this, the hash head and the method's parameters (DHD's proxies) at lr;
+    # DHD's code uses 0.05 for its pretrained encoders
+    backbone_lr_scale: float = 1.0
     weight_decay: float = 6e-6
     optimizer: str = "adam"  # adam (L2 weight decay, IEM) | adamw (decoupled decay) | sgd (momentum, IDC)
     momentum: float = 0.9  # SGD only
@@ -95,6 +99,10 @@ class TrainConfig:
             raise HashCondenseError(f"--epochs {self.epochs} cannot work; use a positive number (0 = auto)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise HashCondenseError(f"learning rate {self.lr} cannot work; use a positive --lr")
+        if not (self.backbone_lr_scale > 0 and math.isfinite(self.backbone_lr_scale)):
+            raise HashCondenseError(
+                f"backbone lr scale {self.backbone_lr_scale} cannot work; use a positive --backbone-lr-scale"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise HashCondenseError(
                 f"unknown optimizer '{self.optimizer}'; choose {', '.join(OPTIMIZERS)}"
@@ -126,14 +134,38 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 VIEWS = ("dsa", "jitter")
 
 
-def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """The evaluation optimiser named by `config.optimizer`, with its learning rate and weight decay."""
+def make_optimizer(
+    params: list[nn.Parameter] | list[dict[str, Any]], config: TrainConfig
+) -> torch.optim.Optimizer:
+    """The evaluation optimiser named by `config.optimizer`, with its learning rate and weight decay.
+
+    `params` is a list of parameters or of parameter groups (see `parameter_groups`); a group's
+    `lr_scale` multiplies the scheduled learning rate of that group.
+    """
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def parameter_groups(
+    net: HashingNetwork, method: HashingMethod, config: TrainConfig
+) -> list[dict[str, Any]]:
+    """One group for every trainable parameter, or, with `config.backbone_lr_scale != 1`, the backbone
+    apart (`lr_scale` = that factor) from the hash head and the method's own parameters (lr_scale 1).
+
+    A single group when the scale is 1 keeps checkpoints of earlier runs loadable.
+    """
+    backbone = [p for p in net.backbone.parameters() if p.requires_grad]
+    rest = [p for p in list(net.head.parameters()) + list(method.parameters()) if p.requires_grad]
+    if config.backbone_lr_scale == 1.0:
+        return [{"params": backbone + rest, "lr_scale": 1.0}]
+    return [
+        {"params": backbone, "lr_scale": float(config.backbone_lr_scale)},
+        {"params": rest, "lr_scale": 1.0},
+    ]
 
 
 CHECKPOINT_FORMAT = "hashcondense-train-checkpoint/1"
@@ -295,8 +327,7 @@ def train_hashing_network(
     net = build_network(arch, method, images.shape[1], images.shape[-1], **(arch_kwargs or {}))
     net.to(device)
     method.to(device)
-    params = [p for p in list(net.parameters()) + list(method.parameters()) if p.requires_grad]
-    optimiser = make_optimizer(params, config)
+    optimiser = make_optimizer(parameter_groups(net, method, config), config)
 
     n = images.shape[0]
     batch = min(config.batch_size, n)
@@ -348,8 +379,9 @@ def train_hashing_network(
                     f"training diverged: the loss became {loss.item()} at epoch {epoch}; lower --lr "
                     f"(now {config.lr}) or check the training images for NaN"
                 )
-            for group in optimiser.param_groups:
-                group["lr"] = config.lr * _lr_factor(config.schedule, step, total, config.warmup_steps)
+            factor = _lr_factor(config.schedule, step, total, config.warmup_steps)
+            for group in optimiser.param_groups:  # checkpoints from before lr_scale have no such key
+                group["lr"] = config.lr * group.get("lr_scale", 1.0) * factor
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
