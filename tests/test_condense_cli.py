@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from hashcondense.condense_cli import add_condense_parser, build_condense_config, run_condense_command
+from hashcondense.cli.condense import add_condense_parser, build_condense_config, run_condense_command
 from hashcondense.errors import HashCondenseError
 
 

@@ -19,7 +19,7 @@ from hashcondense.condense import (
     decode,
     encode_tiles,
 )
-from hashcondense.condense.dm import DistributionMatching
+from hashcondense.condense.methods.dm import DistributionMatching
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -12,9 +12,9 @@ from safetensors import safe_open
 from test_condense_engine import _tensor_bytes, config, losses
 
 from hashcondense.condense import CondenseEngine, MatchBatch, SyntheticSet, condense
-from hashcondense.condense.dsa import DSAMatching, dc_loops
-from hashcondense.condense.gradient import gradient_distance
-from hashcondense.condense.idc import IDC
+from hashcondense.condense.gradient_matching import gradient_distance
+from hashcondense.condense.methods.dsa import DSAMatching, dc_loops
+from hashcondense.condense.methods.idc import IDC
 from hashcondense.errors import HashCondenseError
 
 

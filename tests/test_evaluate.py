@@ -68,7 +68,7 @@ def test_nan_training_images_stop_with_a_clear_error(digits):
 
 
 def test_optimizer_is_chosen_by_name_with_its_settings():
-    from hashcondense.evaluate.trainer import make_optimizer
+    from hashcondense.train.trainer import make_optimizer
 
     params = [torch.nn.Parameter(torch.ones(3))]
     sgd = make_optimizer(params, TrainConfig(optimizer="sgd", lr=0.01, momentum=0.8, weight_decay=5e-4))
@@ -79,7 +79,7 @@ def test_optimizer_is_chosen_by_name_with_its_settings():
 
 
 def test_backbone_lr_scale_slows_only_the_backbone(digits):
-    from hashcondense.evaluate.trainer import parameter_groups
+    from hashcondense.train.trainer import parameter_groups
 
     images, labels, _ = resolve_train_set(digits, "random:10", seed=0)
     frozen, _, _ = _train(images, labels, TrainConfig(epochs=1, batch_size=50, lr=1e-12))

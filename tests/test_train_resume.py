@@ -8,8 +8,8 @@ import torch
 from hashcondense import cli
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate import TrainConfig, resolve_train_set
-from hashcondense.evaluate.trainer import TrainCheckpoint, train_hashing_network
 from hashcondense.io.tensors import load_tensors, save_tensors
+from hashcondense.train.trainer import TrainCheckpoint, train_hashing_network
 
 
 class Stop(Exception):

@@ -1,7 +1,8 @@
 """DSA (differentiable Siamese augmentation), CutMix and DHD's jitter views, on an explicit generator."""
 
 from hashcondense.augment.cutmix import cutmix, cutmix_loss
-from hashcondense.augment.dsa import (
+from hashcondense.augment.jitter import JitterAugment
+from hashcondense.augment.siamese import (
     AUG_MODES,
     DSA,
     DSA_STRATEGY,
@@ -12,7 +13,6 @@ from hashcondense.augment.dsa import (
     strong_augment,
     weak_augment,
 )
-from hashcondense.augment.jitter import JitterAugment
 
 __all__ = [
     "AUG_MODES",

@@ -37,7 +37,6 @@ from typing import Any
 import torch
 
 from hashcondense.augment import DSA
-from hashcondense.condense.base import CondenseContext, CondenseMethod, MatchBatch, Streams, get_method
 from hashcondense.condense.config import (
     CondenseConfig,
     DatasetInfo,
@@ -45,6 +44,8 @@ from hashcondense.condense.config import (
     config_digest,
     resolve_settings,
 )
+from hashcondense.condense.context import CondenseContext, MatchBatch, Streams
+from hashcondense.condense.method import CondenseMethod, get_method
 from hashcondense.condense.pool import data_digest
 from hashcondense.condense.sampler import ClassSampler
 from hashcondense.condense.synthetic import SyntheticSet, decode
@@ -549,7 +550,7 @@ class CondenseEngine:
         self, stopped: str, done: int, total: int, loop_seconds: float, setup_seconds: float
     ) -> CondenseResult:
         from hashcondense import __version__
-        from hashcondense.condense.export import write_outputs
+        from hashcondense.condense.outputs import write_outputs
 
         ctx, c, s = self.context, self.context.config, self.settings
         n = ctx.num_classes

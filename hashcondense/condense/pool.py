@@ -3,7 +3,7 @@ Model Augmentation", Zhang et al. 2023; used by IEM, DESIGN Section 5).
 
 Pool: `pool_size` hashing networks from different random initialisations, each trained for only
 `epochs` epochs with the hashing method's own losses on the real train split
-(`evaluate.trainer.train_hashing_network`, constant learning rate: an early-stage snapshot of a
+(`train.train_hashing_network`, constant learning rate: an early-stage snapshot of a
 longer run, not an annealed short run). Member k is trained with seed derive_seed(seed, POOL_TRAIN, k),
 so members do not depend on the pool size: a pool of 5 reuses the first 2 members of a pool of 2.
 
@@ -36,6 +36,7 @@ from torch import nn
 
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
+from hashcondense.train import TrainConfig, train_hashing_network
 
 __all__ = ["ModelPool", "POOL_FORMAT", "data_digest", "perturb_"]
 
@@ -145,8 +146,6 @@ class ModelPool:
         return strip_prefix(tensors, "net.")
 
     def _train(self, k: int) -> dict[str, torch.Tensor]:
-        from hashcondense.evaluate.trainer import TrainConfig, train_hashing_network
-
         key = self.key
         seed = int(self.member_seed(k))
         config = TrainConfig(

@@ -35,13 +35,6 @@ from hashcondense.data import load_dataset
 from hashcondense.data.base import RetrievalDataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate.plots import plot_curves
-from hashcondense.evaluate.trainer import (
-    TrainCheckpoint,
-    TrainConfig,
-    build_network,
-    encode,
-    train_hashing_network,
-)
 from hashcondense.evaluate.training_sets import resolve_train_set
 from hashcondense.hashing import HashingMethod, create_hashing
 from hashcondense.io.atomic import ensure_writable_dir, write_json
@@ -49,6 +42,13 @@ from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
 from hashcondense.models import HashingNetwork
 from hashcondense.retrieval import evaluate_retrieval
 from hashcondense.runtime import resolve_device, seed_everything, versions
+from hashcondense.train.trainer import (
+    TrainCheckpoint,
+    TrainConfig,
+    build_network,
+    encode,
+    train_hashing_network,
+)
 from hashcondense.utils.config_types import check_config_types
 
 __all__ = [

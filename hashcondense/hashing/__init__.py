@@ -1,6 +1,5 @@
 """Deep hashing methods behind one registry (DESIGN Section 4)."""
 
-from hashcondense.hashing import csq, dhd, dpn, orthohash  # noqa: F401  (registration)
 from hashcondense.hashing.base import HashingMethod
 from hashcondense.hashing.registry import create_hashing, list_hashing, register_hashing
 

@@ -6,17 +6,13 @@ from typing import Any
 
 from hashcondense.registry import Registry
 
-HASHING = Registry("hashing method")
+HASHING = Registry("hashing method", package="hashcondense.hashing")
 register_hashing = HASHING.register
 
 
 def create_hashing(name: str, **kwargs: Any):  # -> HashingMethod
-    import hashcondense.hashing  # noqa: F401  (registers the methods)
-
     return HASHING.create(name, **kwargs)
 
 
 def list_hashing(pattern: str = "*") -> list[str]:
-    import hashcondense.hashing  # noqa: F401
-
     return HASHING.names(pattern)

@@ -1,6 +1,5 @@
 """Networks behind one registry (DESIGN Section 6)."""
 
-from hashcondense.models import convnet, densenet, resnet, resnet_ap  # noqa: F401  (registration)
 from hashcondense.models.base import Backbone, HashingNetwork
 from hashcondense.models.registry import create_model, list_models, register_model
 

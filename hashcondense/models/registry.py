@@ -8,18 +8,14 @@ from torch import nn
 
 from hashcondense.registry import Registry
 
-MODELS: Registry[nn.Module] = Registry("network")
+MODELS: Registry[nn.Module] = Registry("network", package="hashcondense.models")
 register_model = MODELS.register
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a backbone by name. kwargs: in_channels, image_size, norm, ... (see each builder)."""
-    import hashcondense.models  # noqa: F401  (registers the families)
-
     return MODELS.create(name, **kwargs)
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    import hashcondense.models  # noqa: F401
-
     return MODELS.names(pattern)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hashcondense.condense.base import CondenseMethod, register_method
 from hashcondense.condense.config import DatasetInfo
+from hashcondense.condense.method import CondenseMethod, register_method
 
 __all__ = ["RandomSelection"]
 

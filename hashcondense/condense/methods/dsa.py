@@ -27,9 +27,9 @@ from __future__ import annotations
 from typing import Any
 
 from hashcondense.augment import DSA_STRATEGY
-from hashcondense.condense.base import register_method
 from hashcondense.condense.config import DatasetInfo
-from hashcondense.condense.gradient import GradientMatching
+from hashcondense.condense.gradient_matching import GradientMatching
+from hashcondense.condense.method import register_method
 
 __all__ = ["DC_LOOPS", "DSAMatching", "dc_loops"]
 

@@ -41,9 +41,10 @@ from typing import Any
 
 import torch
 
-from hashcondense.condense.base import CondenseContext, Streams, derive_seed, register_method
 from hashcondense.condense.config import DatasetInfo
-from hashcondense.condense.matching import EmbeddingMatching
+from hashcondense.condense.context import CondenseContext, Streams, derive_seed
+from hashcondense.condense.embedding_matching import EmbeddingMatching
+from hashcondense.condense.method import register_method
 from hashcondense.condense.pool import POOL_FORMAT, ModelPool, perturb_
 from hashcondense.errors import HashCondenseError
 

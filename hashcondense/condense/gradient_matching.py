@@ -63,7 +63,8 @@ import torch
 from torch import nn
 
 from hashcondense.augment import DSA, cutmix, cutmix_loss
-from hashcondense.condense.base import CondenseContext, CondenseMethod, MatchBatch, Streams, derive_seed
+from hashcondense.condense.context import CondenseContext, MatchBatch, Streams, derive_seed
+from hashcondense.condense.method import CondenseMethod
 from hashcondense.condense.synthetic import decode
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import strip_prefix

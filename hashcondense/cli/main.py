@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_eval_options(train)
 
-    from hashcondense.condense_cli import add_condense_parser
+    from hashcondense.cli.condense import add_condense_parser
 
     add_condense_parser(sub)
 
@@ -231,7 +231,7 @@ def _cmd_list(_: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from hashcondense.demo import run_demo
+    from hashcondense.experiments.demo import run_demo
 
     run_demo(out=args.out, seed=args.seed, quick=args.quick, show_progress=not args.quiet)
     return 0
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(threads)
-        from hashcondense.condense_cli import run_condense_command
+        from hashcondense.cli.condense import run_condense_command
 
         handler = {
             "train": _cmd_train,

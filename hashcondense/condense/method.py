@@ -75,156 +75,16 @@ A new method, e.g. gradient matching (`condense/idc.py`; list the module name in
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from hashcondense.augment import DSA, DSADraw
-from hashcondense.condense.config import CondenseConfig, DatasetInfo, Settings
-from hashcondense.condense.sampler import ClassSampler
-from hashcondense.condense.synthetic import encode_tiles
+from hashcondense.condense.config import DatasetInfo
+from hashcondense.condense.context import CondenseContext, MatchBatch
 from hashcondense.errors import HashCondenseError
 from hashcondense.registry import Registry
-from hashcondense.runtime import generator
 
-if TYPE_CHECKING:
-    from hashcondense.hashing import HashingMethod
-
-__all__ = [
-    "CondenseContext",
-    "CondenseMethod",
-    "METHODS",
-    "MatchBatch",
-    "Streams",
-    "derive_seed",
-    "list_methods",
-    "register_method",
-]
-
-
-class Streams:
-    """Ids of the random streams: `context.rng(Streams.X, ...)`. Methods' own streams start at 100."""
-
-    INIT = 1  # (INIT, class): which real images initialise the class
-    REAL = 2  # (REAL, outer, inner, class): the real batch
-    AUGMENT = 3  # (AUGMENT, outer, inner, class): the siamese DSA draw
-    SYNTHETIC = 4  # (SYNTHETIC, outer, inner, class): subsample of decoded images (batch_syn_max)
-    NETWORK = 5  # (NETWORK, outer): a fresh random network (DM, IEM without pool)
-    POOL_PICK = 6  # (POOL_PICK, outer): which pool member
-    PERTURB = 7  # (PERTURB, outer): the member's weight perturbation
-    POOL_TRAIN = 8  # (POOL_TRAIN, member): the member's training seed
-    METHOD = 100
-
-
-def derive_seed(seed: int, *streams: int) -> int:
-    """An int seed for code that only takes ints (e.g. `torch.manual_seed`), from (seed, *streams)."""
-    return int(generator(seed, *streams).initial_seed())
-
-
-@dataclass
-class MatchBatch:
-    """One matching step for a group of classes (see the module docstring). Lists are per class."""
-
-    outer: int
-    inner: int
-    classes: list[int]
-    real: list[torch.Tensor]
-    synthetic: list[torch.Tensor]
-    draws: list[DSADraw]
-    real_images: list[torch.Tensor] = field(default_factory=list)
-    synthetic_images: list[torch.Tensor] = field(default_factory=list)
-
-
-@dataclass
-class CondenseContext:
-    """What a method may use. Built by the engine; tensors are normalised (the networks' input space).
-
-    images / labels: the real train split (N, C, H, W) float32 on the CPU and (N,) int64.
-    sampler: per-class random indices into `images`. augment: the siamese DSA of the run.
-    config: the resolved run config; settings: the resolved loop settings; info: dataset facts.
-    """
-
-    config: CondenseConfig
-    settings: Settings
-    info: DatasetInfo
-    images: torch.Tensor
-    labels: torch.Tensor
-    sampler: ClassSampler
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    class_names: list[str]
-    device: torch.device
-    out: Path
-    augment: DSA
-    log: logging.Logger
-    data_key: dict[str, Any] = field(default_factory=dict)  # identifies the train split (pool cache)
-
-    @property
-    def seed(self) -> int:
-        return int(self.config.seed)
-
-    @property
-    def ipc(self) -> int:
-        return int(self.config.ipc)
-
-    @property
-    def factor(self) -> int:
-        return self.settings.factor
-
-    @property
-    def num_classes(self) -> int:
-        return self.info.num_classes
-
-    def rng(self, *streams: int) -> torch.Generator:
-        """An independent CPU generator for the stream (seed, *streams)."""
-        return generator(self.seed, *streams)
-
-    def new_hashing(self) -> HashingMethod:
-        """A fresh instance of the run's hashing method (e.g. for its head or its loss terms)."""
-        from hashcondense.hashing import create_hashing
-
-        return create_hashing(self.config.hashing, num_classes=self.num_classes, hash_bits=self.config.bits)
-
-    def new_network(self, *streams: int) -> nn.Module:
-        """A freshly initialised hashing network (backbone + the hashing method's head) whose weights
-        depend only on (seed, *streams); on the run's device, eval mode, frozen."""
-        from hashcondense.evaluate.trainer import build_network
-
-        method = self.new_hashing()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, *streams))
-            net = build_network(
-                self.config.arch,
-                method,
-                self.info.in_channels,
-                self.info.image_size,
-                **self.config.arch_kwargs,
-            )
-        return net.to(self.device).eval().requires_grad_(False)
-
-    def real_init(self) -> tuple[torch.Tensor, list[list[int]]]:
-        """Stored images made of real ones: for each class (in order) `ipc` stored images, each tiling
-        factor**2 distinct real images of the class (row-major, see `encode_tiles`), or the real images
-        themselves when factor is 1. Returns (images (C*ipc, ch, H, W), per class the train-split
-        positions used, in tile order)."""
-        per = self.ipc * self.factor**2
-        stored, used = [], []
-        for c in range(self.num_classes):
-            have = self.sampler.count(c)
-            if have < per:
-                need = f"{self.ipc} x {self.factor}^2 = {per}" if self.factor > 1 else str(per)
-                raise HashCondenseError(
-                    f"class {self.sampler.name(c)} has {have} training images but the set needs {need} real "
-                    f"images per class; use a smaller --ipc" + (" or --factor" if self.factor > 1 else "")
-                )
-            idx = self.sampler.sample(c, per, self.rng(Streams.INIT, c))
-            stored.append(encode_tiles(self.images[idx], self.factor))
-            used.append([int(i) for i in idx])
-        return torch.cat(stored).contiguous(), used
+__all__ = ["CondenseMethod", "METHODS", "get_method", "list_methods", "register_method"]
 
 
 class CondenseMethod:
@@ -297,7 +157,9 @@ class CondenseMethod:
         return {}
 
 
-METHODS: Registry[type[CondenseMethod]] = Registry("condensation method")
+METHODS: Registry[type[CondenseMethod]] = Registry(
+    "condensation method", package="hashcondense.condense.methods"
+)
 
 
 def register_method(name: str):
@@ -312,12 +174,8 @@ def register_method(name: str):
 
 
 def list_methods(pattern: str = "*") -> list[str]:
-    import hashcondense.condense  # noqa: F401  (registers the methods)
-
     return METHODS.names(pattern)
 
 
 def get_method(name: str) -> type[CondenseMethod]:
-    import hashcondense.condense  # noqa: F401
-
     return METHODS.get(name)

@@ -81,7 +81,7 @@ def export_images(synthetic: SyntheticSet, folder: str | Path, decoded: bool = F
 
 def save_grids(synthetic: SyntheticSet, out: str | Path) -> list[str]:
     """stored.png and decoded.png: one row per class, class names as row titles."""
-    from hashcondense.evaluate.plots import save_image_grid
+    from hashcondense.utils.figures import save_image_grid  # matplotlib loads only to draw grids
 
     out = Path(out)
     names = _class_names(synthetic)

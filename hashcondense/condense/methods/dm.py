@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hashcondense.condense.base import Streams, register_method
 from hashcondense.condense.config import DatasetInfo
-from hashcondense.condense.matching import EmbeddingMatching
+from hashcondense.condense.context import Streams
+from hashcondense.condense.embedding_matching import EmbeddingMatching
+from hashcondense.condense.method import register_method
 
 __all__ = ["DistributionMatching"]
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hashcondense.condense.base import CondenseMethod, MatchBatch
+from hashcondense.condense.context import MatchBatch
+from hashcondense.condense.method import CondenseMethod
 
 __all__ = ["EmbeddingMatching", "class_means"]
 
