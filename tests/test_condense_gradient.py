@@ -162,12 +162,12 @@ def test_network_trains_between_steps_only(tmp_path, small):
     method.begin_outer(0)
     before = [p.detach().clone() for p in method.net.parameters()]
     proxies = method.hashing.proxies.detach().clone()
-    method.after_inner(0, 0)
+    method.after_inner(0, 0, e.context.images[:0])  # IDC trains on real data: the stored images go unused
     after = [p.detach().clone() for p in method.net.parameters()]
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert not torch.equal(proxies, method.hashing.proxies)
     assert method.state_dict()["gradient_position"] == [0, 1]
-    method.after_inner(0, 1)  # the last step of the outer loop: the network is discarded, not trained
+    method.after_inner(0, 1, e.context.images[:0])  # the outer loop's last step: its network is discarded
     assert all(torch.equal(a, p) for a, p in zip(after, method.net.parameters(), strict=True))
     assert method.state_dict() == {}
 
@@ -177,10 +177,24 @@ def test_dsa_trains_the_network_on_the_updated_synthetic_set(tmp_path, small):
         config(tmp_path, method="dsa", outer_loops=1, inner_loops=2, options={"net_images": 10}),
         dataset=small,
     )
+    e.setup()
+    handed, trained_on = [], []
+    after_inner, train = e.method.after_inner, e.method._train
+
+    def spy_after(outer, inner, stored):
+        handed.append((stored is e.images, stored.detach().clone()))
+        after_inner(outer, inner, stored)
+
+    def spy_train(images, labels, count, g):
+        trained_on.append((images.clone(), labels.clone()))
+        train(images, labels, count, g)
+
+    e.method.after_inner, e.method._train = spy_after, spy_train
     e.run()
-    assert e.method._stored is e.images  # the stored images themselves, not a copy from before the step
-    images, labels = e.method._synthetic_set()
-    assert torch.equal(images, e.images.detach()) and labels.tolist() == list(range(10))
+    # the engine's stored images themselves, after the step's update; the network trains on them decoded
+    assert [same for same, _ in handed] == [True, True]
+    (images, labels), = trained_on
+    assert torch.equal(images, handed[0][1]) and labels.tolist() == list(range(10))
 
 
 def test_single_group_hashing_and_batch_norm(tmp_path, small):

@@ -93,7 +93,7 @@ def test_corrupt_member_is_retrained(tmp_path):
 
 def test_network_loads_a_member(tmp_path):
     from hashcondense.hashing import create_hashing
-    from hashcondense.train.trainer import build_network
+    from hashcondense.train import build_network
 
     pool = make_pool(tmp_path)
     pool.ensure(1)

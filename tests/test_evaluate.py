@@ -6,13 +6,8 @@ import pytest
 import torch
 
 from hashcondense.errors import HashCondenseError
-from hashcondense.evaluate import (
-    TrainConfig,
-    evaluate_network,
-    random_indices,
-    resolve_train_set,
-    train_hashing_network,
-)
+from hashcondense.evaluate import evaluate_network, random_indices, resolve_train_set
+from hashcondense.train import TrainConfig, train_hashing_network
 
 
 def _train(images, labels, config, hashing="dhd", **kwargs):
@@ -68,7 +63,7 @@ def test_nan_training_images_stop_with_a_clear_error(digits):
 
 
 def test_optimizer_is_chosen_by_name_with_its_settings():
-    from hashcondense.train.trainer import make_optimizer
+    from hashcondense.train import make_optimizer
 
     params = [torch.nn.Parameter(torch.ones(3))]
     sgd = make_optimizer(params, TrainConfig(optimizer="sgd", lr=0.01, momentum=0.8, weight_decay=5e-4))
@@ -79,7 +74,7 @@ def test_optimizer_is_chosen_by_name_with_its_settings():
 
 
 def test_backbone_lr_scale_slows_only_the_backbone(digits):
-    from hashcondense.train.trainer import parameter_groups
+    from hashcondense.train import parameter_groups
 
     images, labels, _ = resolve_train_set(digits, "random:10", seed=0)
     frozen, _, _ = _train(images, labels, TrainConfig(epochs=1, batch_size=50, lr=1e-12))

@@ -9,7 +9,7 @@ from hashcondense import cli
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate import TrainConfig, resolve_train_set
 from hashcondense.io.tensors import load_tensors, save_tensors
-from hashcondense.train.trainer import TrainCheckpoint, train_hashing_network
+from hashcondense.train import TrainCheckpoint, train_hashing_network
 
 
 class Stop(Exception):

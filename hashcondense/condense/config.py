@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from hashcondense.errors import HashCondenseError
+from hashcondense.utils.checks import check_count, check_number, is_count
 from hashcondense.utils.config_types import check_config_types
 
 __all__ = [
@@ -187,30 +186,6 @@ class Settings:
         return asdict(self)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: Any, minimum: int, flag: str) -> int:
-    if not _is_int(value) or int(value) < minimum:
-        raise HashCondenseError(f"{name}={value!r} cannot work; use a whole number >= {minimum} ({flag})")
-    return int(value)
-
-
-def _check_float(
-    name: str, value: Any, flag: str, *, allow_zero: bool = False, maximum: float | None = None
-) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-    ok = ok and (float(value) >= 0 if allow_zero else float(value) > 0)
-    ok = ok and (maximum is None or float(value) < maximum)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        if maximum is not None:
-            bound += f" and < {maximum:g}"
-        raise HashCondenseError(f"{name}={value!r} cannot work; use a number {bound} ({flag})")
-    return float(value)
-
-
 def resolve_settings(
     config: CondenseConfig,
     method_defaults: dict[str, Any],
@@ -233,7 +208,7 @@ def resolve_settings(
         if value is not None:
             merged[name] = value
     factor = merged["factor"]
-    if not _is_int(factor) or int(factor) < 1:
+    if not is_count(factor, 1):
         raise HashCondenseError(
             f"multi-formation factor {factor!r} cannot work; use --factor 1 (off) or more"
         )
@@ -251,30 +226,30 @@ def resolve_settings(
             raise HashCondenseError(f"{name}={merged[name]!r} cannot work; use true or false")
     return Settings(
         factor=int(factor),
-        outer_loops=_check_int("outer_loops", merged["outer_loops"], 0, "--outer-loops"),
-        inner_loops=_check_int("inner_loops", merged["inner_loops"], 1, "--inner-loops"),
-        lr_img=_check_float("lr_img", merged["lr_img"], "--lr-img"),
-        momentum=_check_float("momentum", merged["momentum"], "--momentum", allow_zero=True, maximum=1.0),
-        batch_real=_check_int("batch_real", merged["batch_real"], 1, "--batch-real"),
-        batch_syn_max=_check_int("batch_syn_max", merged["batch_syn_max"], 0, "--batch-syn-max, 0 = all"),
+        outer_loops=check_count("outer_loops", merged["outer_loops"], 0, "--outer-loops"),
+        inner_loops=check_count("inner_loops", merged["inner_loops"], 1, "--inner-loops"),
+        lr_img=check_number("lr_img", merged["lr_img"], "--lr-img"),
+        momentum=check_number("momentum", merged["momentum"], "--momentum", allow_zero=True, maximum=1.0),
+        batch_real=check_count("batch_real", merged["batch_real"], 1, "--batch-real"),
+        batch_syn_max=check_count("batch_syn_max", merged["batch_syn_max"], 0, "--batch-syn-max, 0 = all"),
         lr_space=str(merged["lr_space"]),
         lr_scale_ipc=bool(merged["lr_scale_ipc"]),
         clamp=bool(merged["clamp"]),
         aug_strategy=str(merged["aug_strategy"]),
         aug_mode=str(merged["aug_mode"]),
-        checkpoint_every=_check_int("checkpoint_every", merged["checkpoint_every"], 1, "--checkpoint-every"),
+        checkpoint_every=check_count("checkpoint_every", merged["checkpoint_every"], 1, "--checkpoint-every"),
     )
 
 
 def check_run_settings(config: CondenseConfig) -> None:
     """Validate the settings that do not depend on the method."""
-    _check_int("ipc", config.ipc, 1, "--ipc")
-    _check_int("bits", config.bits, 2, "--bits")
-    _check_int("seed", config.seed, 0, "--seed")
-    _check_int("split_seed", config.split_seed, 0, "--split-seed")
-    _check_int("max_forward", config.max_forward, 1, "max_forward")
+    check_count("ipc", config.ipc, 1, "--ipc")
+    check_count("bits", config.bits, 2, "--bits")
+    check_count("seed", config.seed, 0, "--seed")
+    check_count("split_seed", config.split_seed, 0, "--split-seed")
+    check_count("max_forward", config.max_forward, 1, "max_forward")
     if config.time_budget is not None:
-        _check_float("time_budget", config.time_budget, "--time-budget, in seconds")
+        check_number("time_budget", config.time_budget, "--time-budget, in seconds")
     if not isinstance(config.options, dict) or not isinstance(config.arch_kwargs, dict):
         raise HashCondenseError("options and arch_kwargs must be mappings of names to values")
 

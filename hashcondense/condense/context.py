@@ -127,16 +127,16 @@ class CondenseContext:
         """Stored images made of real ones: for each class (in order) `ipc` stored images, each tiling
         factor**2 distinct real images of the class (row-major, see `encode_tiles`), or the real images
         themselves when factor is 1. Returns (images (C*ipc, ch, H, W), per class the train-split
-        positions used, in tile order)."""
+        positions used, in tile order). A class with fewer images than that is a one-line error (checked
+        here, not at set-up: a method that does not start from real images needs none)."""
         per = self.ipc * self.factor**2
         stored, used = [], []
         for c in range(self.num_classes):
             have = self.sampler.count(c)
             if have < per:
-                need = f"{self.ipc} x {self.factor}^2 = {per}" if self.factor > 1 else str(per)
                 raise HashCondenseError(
-                    f"class {self.sampler.name(c)} has {have} training images but the set needs {need} real "
-                    f"images per class; use a smaller --ipc" + (" or --factor" if self.factor > 1 else "")
+                    f"class {self.sampler.name(c)} has {have} training images but the set needs {self.ipc} x "
+                    f"{self.factor}^2 = {per} real images per class; use a smaller --ipc or --factor"
                 )
             idx = self.sampler.sample(c, per, self.rng(Streams.INIT, c))
             stored.append(encode_tiles(self.images[idx], self.factor))

@@ -3,13 +3,14 @@ optimiser, the R outer x M inner loop, logging, checkpoints, time budget and res
 
     result = condense(CondenseConfig(dataset="cifar10", root=..., method="iem", ipc=10, out="runs/iem"))
 
-A run directory (see `export.py` for the set files) holds config.json, log.txt, history.json and
-checkpoint.safetensors (stored images, momentum buffer, position, elapsed seconds, history, method
-state, config digest), written atomically every `checkpoint_every` outer loops, when the time budget
-is spent, and at the end. `resume=True` continues from it; the result equals the uninterrupted run
-for the same seed and device because every random number comes from a stream derived from (seed,
-stream id, outer loop, inner step, class) or (seed, stream id, outer loop) (`base.Streams`), never
-from one global sequence: sharding classes over processes draws the same numbers too.
+A run directory (see `outputs.py` for the set files) holds config.json, log.txt, history.json and
+checkpoint.safetensors (`checkpoint.py`), written atomically every `checkpoint_every` outer loops, when
+the time budget is spent, and at the end. `setup.py` resolves the run (data, settings, method) before
+anything is optimised; this module is the loop. `resume=True` continues from the checkpoint; the
+result equals the uninterrupted run for the same seed and device because every random number comes
+from a stream derived from (seed, stream id, outer loop, inner step, class) or (seed, stream id, outer
+loop) (`context.Streams`), never from one global sequence: sharding classes over processes draws the
+same numbers too.
 
 One inner step, for each group of classes (all classes in one group for embedding matching, up to
 `max_forward` synthetic images):
@@ -30,36 +31,28 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hashcondense.augment import DSA
-from hashcondense.condense.config import (
-    CondenseConfig,
-    DatasetInfo,
-    check_run_settings,
-    config_digest,
-    resolve_settings,
-)
+from hashcondense import __version__
+from hashcondense.condense.checkpoint import CHECKPOINT, LoopState, load_checkpoint, save_checkpoint
+from hashcondense.condense.config import CondenseConfig, Settings
 from hashcondense.condense.context import CondenseContext, MatchBatch, Streams
-from hashcondense.condense.method import CondenseMethod, get_method
-from hashcondense.condense.pool import data_digest
-from hashcondense.condense.sampler import ClassSampler
-from hashcondense.condense.synthetic import SyntheticSet, decode
+from hashcondense.condense.method import CondenseMethod
+from hashcondense.condense.outputs import write_outputs
+from hashcondense.condense.setup import RunPlan, plan_run
+from hashcondense.condense.synthetic import SET_FILE, SyntheticSet, decode
+from hashcondense.data import RetrievalDataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.atomic import ensure_writable_dir, write_json
-from hashcondense.io.tensors import load_tensors, save_tensors
-from hashcondense.runtime import resolve_device, versions
+from hashcondense.runtime import versions
 from hashcondense.utils.progress import progress
 
 __all__ = ["CHECKPOINT", "CondenseEngine", "CondenseResult", "ImageSGD", "condense"]
 
-CHECKPOINT = "checkpoint.safetensors"
-SET_FILE = "synthetic.safetensors"
-CKPT_FORMAT = "hashcondense.condense-checkpoint/1"
 log = logging.getLogger("hashcondense.condense")
 
 
@@ -134,7 +127,7 @@ def _run_log(out: Path) -> Iterator[None]:
 
 def condense(
     config: CondenseConfig,
-    dataset: Any = None,
+    dataset: RetrievalDataset | None = None,
     method_cls: type[CondenseMethod] | None = None,
 ) -> CondenseResult:
     """Run one condensation (see the module docstring). `dataset`: an already loaded
@@ -144,188 +137,170 @@ def condense(
 
 
 class CondenseEngine:
+    """One run: `setup()` resolves it (`setup.plan_run`), `run()` sets up, loops and writes the set."""
+
     def __init__(
-        self, config: CondenseConfig, dataset: Any = None, method_cls: type[CondenseMethod] | None = None
+        self,
+        config: CondenseConfig,
+        dataset: RetrievalDataset | None = None,
+        method_cls: type[CondenseMethod] | None = None,
     ) -> None:
         self.config = config
         self.dataset = dataset
         self.method_cls = method_cls
+        self.plan: RunPlan | None = None
+        self.state: LoopState | None = None  # the stored images and where the loop stands
+        self.opt: ImageSGD | None = None
+        self.groups: list[list[int]] = []
+        self.last_checkpoint: tuple[int, int] | None = None
+        self._loop_start: float | None = None  # perf_counter at the start of this invocation's loop
 
-    # ---- setup --------------------------------------------------------------------------------------
+    # ---- what setup resolved ------------------------------------------------------------------------
 
-    def _load_data(self) -> Any:
-        if self.dataset is not None:
-            return self.dataset
-        from hashcondense.data import load_dataset
+    def _plan(self) -> RunPlan:
+        if self.plan is None:
+            raise RuntimeError("call setup() first")
+        return self.plan
 
-        c = self.config
-        return load_dataset(
-            c.dataset, root=c.root, download=c.download, split_seed=c.split_seed, image_size=c.image_size
-        )
+    @property
+    def method(self) -> CondenseMethod:
+        return self._plan().method
 
-    def _check_out(self, out: Path) -> None:
-        c = self.config
-        ckpt, existing = out / CHECKPOINT, out / SET_FILE
-        if c.overwrite:
-            for path in (ckpt, existing):
-                path.unlink(missing_ok=True)
-        elif not c.resume and (ckpt.exists() or existing.exists()):
-            raise HashCondenseError(
-                f"{out} already holds a condensed set or checkpoint; pass --resume to continue it, "
-                "--overwrite to replace it, or choose another --out"
-            )
+    @property
+    def settings(self) -> Settings:
+        return self._plan().settings
 
-    def setup(self) -> None:
-        c = self.config
-        check_run_settings(c)
-        self.out = ensure_writable_dir(c.out)
-        self._check_out(self.out)
-        self.device = resolve_device(c.device)
-        ds = self._load_data()
-        self.ds = ds
-        images, labels = ds.tensor("train")
-        num_classes = len(ds.class_names)
-        info = DatasetInfo(
-            name=str(ds.name),
-            num_classes=num_classes,
-            in_channels=int(images.shape[1]),
-            image_size=int(images.shape[-1]),
-            num_train=int(images.shape[0]),
-        )
-        cls = self.method_cls or get_method(c.method)
-        settings = resolve_settings(c, cls.default_settings(info), info.image_size, cls.presets)
-        sampler = ClassSampler(labels, num_classes, list(ds.class_names))
-        for k in range(num_classes):
-            have = sampler.count(k)
-            if c.ipc > have:
-                raise HashCondenseError(
-                    f"--ipc {c.ipc} is more than the {have} training images of class {sampler.name(k)}; "
-                    f"use --ipc {have} or less"
-                )
-        uint8_train, _ = ds.arrays("train")
-        data_key = {
-            "dataset": str(ds.name),
-            "split_seed": int(ds.split_seed),
-            "image_size": info.image_size,
-            "in_channels": info.in_channels,
-            "num_train": info.num_train,
-            "data_sha256": data_digest(torch.from_numpy(uint8_train), labels),
-        }
-        resolved = replace(c, method=cls.name, **settings.as_dict())
-        self.context = CondenseContext(
-            config=resolved,
-            settings=settings,
-            info=info,
-            images=images,
-            labels=labels,
-            sampler=sampler,
-            mean=tuple(float(v) for v in ds.mean),
-            std=tuple(float(v) for v in ds.std),
-            class_names=[str(n) for n in ds.class_names],
-            device=self.device,
-            out=self.out,
-            augment=DSA(settings.aug_strategy, None, settings.aug_mode),
-            log=log,
-            data_key=data_key,
-        )
-        self.method = cls(self.context, **dict(c.options))
-        self.context.config = replace(resolved, options=self.method.resolved_options())
-        self.settings = settings
-        self.resolved = self.context.config.as_dict()
-        self.digest, self.hashed = config_digest(self.resolved)
-        std = torch.tensor(self.context.std).view(1, -1, 1, 1)
-        mean = torch.tensor(self.context.mean).view(1, -1, 1, 1)
-        self.channel_scale = 1.0 / std.square() if settings.lr_space == "pixel" else torch.ones_like(std)
-        self.lr = settings.effective_lr(c.ipc)
-        self.pixel_low = ((0.0 - mean) / std).to(self.device)
-        self.pixel_high = ((1.0 - mean) / std).to(self.device)
+    @property
+    def context(self) -> CondenseContext:
+        return self._plan().context
 
-    # ---- checkpoints --------------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The image learning rate after IDC's ipc scaling."""
+        return self._plan().lr
 
-    def _save_checkpoint(self, outer: int, inner: int) -> None:
-        tensors: dict[str, torch.Tensor] = {"images": self.images.detach()}
-        if self.opt is not None and self.opt.buffer is not None:
-            tensors["momentum"] = self.opt.buffer
-        plain: dict[str, Any] = {}
-        for key, value in self.method.state_dict().items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"method.{key}"] = value
-            else:
-                plain[key] = value
-        save_tensors(
-            self.out / CHECKPOINT,
-            tensors,
-            {
-                "format": CKPT_FORMAT,
-                "method": self.method.name,
-                "outer": outer,
-                "inner": inner,
-                "elapsed": self.elapsed(),
-                "history": self.history,
-                "method_state": plain,
-                "init_indices": self.method.init_indices,
-                "config_digest": self.digest,
-                "config": self.hashed,
-            },
-        )
-        self.last_checkpoint = (outer, inner)
-        log.info(
-            "checkpoint at outer loop %d, inner step %d (%.1f s) -> %s",
-            outer,
-            inner,
-            self.elapsed(),
-            self.out / CHECKPOINT,
-        )
+    @property
+    def images(self) -> torch.Tensor:
+        """The stored images being optimised (normalised, on the run's device)."""
+        assert self.state is not None, "run() sets the stored images"
+        return self.state.images
 
-    def _load_checkpoint(self) -> dict[str, Any] | None:
-        path = self.out / CHECKPOINT
-        if not path.exists():
-            log.info("no checkpoint in %s; starting a fresh run", self.out)
-            return None
-        try:
-            tensors, meta = load_tensors(path, what="checkpoint")
-        except HashCondenseError as exc:
-            raise HashCondenseError(f"{exc}; delete it (or pass --overwrite) to start again") from None
-        expect = (
-            self.context.num_classes * self.context.ipc,
-            self.context.info.in_channels,
-            self.context.info.image_size,
-            self.context.info.image_size,
-        )
-        images = tensors.get("images")
-        ok = (
-            meta.get("format") == CKPT_FORMAT
-            and images is not None
-            and tuple(images.shape) == expect
-            and isinstance(meta.get("history"), list)
-            and isinstance(meta.get("outer"), int)
-            and isinstance(meta.get("inner"), int)
-        )
-        if not ok:
-            raise HashCondenseError(
-                f"checkpoint {path} is not a valid condensation checkpoint for this run; "
-                "delete it (or pass --overwrite) to start again"
-            )
-        if meta.get("config_digest") != self.digest:
-            old = meta.get("config") or {}
-            diffs = _diff(old, self.hashed)
-            raise HashCondenseError(
-                f"checkpoint {path} was made with other settings ({diffs}); resume with the same settings "
-                "(only --outer-loops, --time-budget, --checkpoint-every, --device may change) "
-                "or choose another --out"
-            )
-        if not torch.isfinite(images).all():
-            raise HashCondenseError(f"checkpoint {path} holds NaN or inf pixels; delete it to start again")
-        meta["tensors"] = tensors
-        return meta
-
-    # ---- the loop -----------------------------------------------------------------------------------
+    def setup(self) -> RunPlan:
+        self.plan = plan_run(self.config, self.dataset, self.method_cls)
+        return self.plan
 
     def elapsed(self) -> float:
+        """Seconds of the loop, summed over the invocations of a resumed run."""
+        before = self.state.elapsed if self.state is not None else 0.0
         running = time.perf_counter() - self._loop_start if self._loop_start is not None else 0.0
-        return self._elapsed_before + running
+        return before + running
+
+    # ---- the run --------------------------------------------------------------------------------------
+
+    def run(self) -> CondenseResult:
+        out = ensure_writable_dir(self.config.out)
+        with _run_log(out):
+            try:
+                return self._run()
+            except HashCondenseError as exc:
+                log.error("%s", exc)
+                raise
+
+    def _run(self) -> CondenseResult:
+        wall = time.perf_counter()
+        plan = self.plan or self.setup()  # a caller may have set up (and inspected) the run first
+        optimizes = plan.method.optimizes
+        outer_loops = plan.settings.outer_loops if optimizes else 0
+        self._announce(plan, outer_loops)
+        resumed = self._start_state(plan)
+        setup_seconds = time.perf_counter() - wall
+        self._prepare_method(plan, resumed)
+        self.groups = self._groups()
+        total = outer_loops * plan.settings.inner_loops
+        stopped = self._loop_to_end(plan, total) if optimizes else "no_optimisation"
+        assert self.state is not None
+        loop_seconds = self.elapsed()
+        done = len(self.state.history) if optimizes else 0  # may exceed R x M if resumed with a smaller R
+        if optimizes:
+            position = divmod(done, plan.settings.inner_loops)
+            if self.last_checkpoint != position:
+                self._save_checkpoint(*position)
+        self._loop_start = None
+        return self._finish(stopped, done, total, loop_seconds, setup_seconds)
+
+    def _announce(self, plan: RunPlan, outer_loops: int) -> None:
+        """The run's first log line and its config.json."""
+        c, s = plan.config, plan.settings
+        log.info(
+            "condense %s with %s: ipc %d, factor %d, R=%d x M=%d, lr_img %g (effective %g, %s space), "
+            "batch_real %d, device %s -> %s",
+            plan.context.info.name,
+            plan.method.name,
+            c.ipc,
+            s.factor,
+            outer_loops,
+            s.inner_loops,
+            s.lr_img,
+            plan.lr,
+            s.lr_space,
+            s.batch_real,
+            plan.device,
+            plan.out,
+        )
+        record = {
+            "config": plan.resolved,
+            "settings": s.as_dict(),
+            "config_digest": plan.digest,
+            "dataset": plan.dataset.describe(),
+            "versions": versions(),
+        }
+        write_json(plan.out / "config.json", record)
+
+    def _start_state(self, plan: RunPlan) -> bool:
+        """The stored images and image optimiser, from the checkpoint (`resume`) or the method's
+        initialisation; returns whether the run resumed."""
+        method, ctx = plan.method, plan.context
+        saved = None
+        if plan.config.resume and method.optimizes:
+            expect = (
+                ctx.num_classes * ctx.ipc,
+                ctx.info.in_channels,
+                ctx.info.image_size,
+                ctx.info.image_size,
+            )
+            saved = load_checkpoint(plan.out / CHECKPOINT, expect, plan.digest, plan.hashed)
+        if saved is not None:
+            method.init_indices = saved.init_indices
+            self.last_checkpoint = (saved.outer, saved.inner)
+            log.info(
+                "resuming from outer loop %d, inner step %d (%.1f s done)",
+                saved.outer,
+                saved.inner,
+                saved.elapsed,
+            )
+            self.state = saved
+        else:
+            self.state = LoopState(images=method.initialize())
+        state = self.state
+        state.images = state.images.to(plan.device, torch.float32).clone().requires_grad_(method.optimizes)
+        if method.optimizes:
+            self.opt = ImageSGD(state.images, plan.lr, plan.settings.momentum, plan.channel_scale)
+            if saved is not None and saved.momentum is not None:
+                self.opt.buffer = saved.momentum.to(plan.device, torch.float32).clone()
+        return saved is not None
+
+    def _prepare_method(self, plan: RunPlan, resumed: bool) -> None:
+        """The method's one-time setup (IEM: its pool); a resumed run also restores the method's state."""
+        plan.method.prepare()
+        if resumed:
+            assert self.state is not None
+            if self.state.inner > 0:
+                plan.method.begin_outer(self.state.outer)
+            plan.method.load_state_dict(dict(self.state.method_state))
 
     def _groups(self) -> list[list[int]]:
+        """Classes matched together: one per call for gradient matching, else as many as fit in
+        `max_forward` synthetic images."""
         classes = list(range(self.context.num_classes))
         if not self.method.batch_classes:
             return [[c] for c in classes]
@@ -335,38 +310,33 @@ class CondenseEngine:
         size = max(1, int(self.config.max_forward) // max(1, per_class))
         return [classes[i : i + size] for i in range(0, len(classes), size)]
 
+    # ---- one step ---------------------------------------------------------------------------------------
+
     def _batch(self, group: list[int], outer: int, inner: int) -> MatchBatch:
-        ctx, s = self.context, self.settings
+        """The siamese-augmented real and decoded synthetic batches of the classes in `group`."""
+        ctx, s, device = self.context, self.settings, self._plan().device
         ipc = ctx.ipc
         real_v, syn_v, draws, real_raw, syn_raw = [], [], [], [], []
         for c in group:
             idx = ctx.sampler.sample(c, s.batch_real, ctx.rng(Streams.REAL, outer, inner, c))
-            real = ctx.images[idx].to(self.device, non_blocking=True)
+            real = ctx.images[idx].to(device, non_blocking=True)
             draw = ctx.augment.sample(
-                1, ctx.rng(Streams.AUGMENT, outer, inner, c), device=self.device, shared=True
+                1, ctx.rng(Streams.AUGMENT, outer, inner, c), device=device, shared=True
             )
             syn = decode(self.images[c * ipc : (c + 1) * ipc], s.factor, ctx.mean, ctx.std)
             if s.batch_syn_max and syn.shape[0] > s.batch_syn_max:
                 keep = torch.randperm(syn.shape[0], generator=ctx.rng(Streams.SYNTHETIC, outer, inner, c))
-                syn = syn[keep[: s.batch_syn_max].to(self.device)]
+                syn = syn[keep[: s.batch_syn_max].to(device)]
             with torch.no_grad():
                 real_v.append(ctx.augment.apply(real, draw))
             syn_v.append(ctx.augment.apply(syn, draw))
             draws.append(draw)
             real_raw.append(real)
             syn_raw.append(syn)
-        return MatchBatch(
-            outer=outer,
-            inner=inner,
-            classes=list(group),
-            real=real_v,
-            synthetic=syn_v,
-            draws=draws,
-            real_images=real_raw,
-            synthetic_images=syn_raw,
-        )
+        return MatchBatch(outer, inner, list(group), real_v, syn_v, draws, real_raw, syn_raw)
 
     def _step(self, outer: int, inner: int) -> float:
+        """One inner step: every group's matching losses, one image update, the method's after-step."""
         self.images.grad = None
         total = 0.0
         for group in self.groups:
@@ -385,160 +355,61 @@ class CondenseEngine:
         if self.images.grad is not None and not torch.isfinite(self.images.grad).all():
             raise _Diverged(float("nan"))
         self.opt.step()
-        self.method.after_inner(outer, inner)
+        self.method.after_inner(outer, inner, self.images)
         return total
 
     def _begin_outer(self, outer: int) -> None:
         if self.settings.clamp:
+            plan = self._plan()
             with torch.no_grad():
-                self.images.copy_(torch.maximum(torch.minimum(self.images, self.pixel_high), self.pixel_low))
+                self.images.copy_(torch.maximum(torch.minimum(self.images, plan.pixel_high), plan.pixel_low))
         self.method.begin_outer(outer)
 
-    def run(self) -> CondenseResult:
-        out = ensure_writable_dir(self.config.out)
-        with _run_log(out):
-            try:
-                return self._run()
-            except HashCondenseError as exc:
-                log.error("%s", exc)
-                raise
-
-    def _run(self) -> CondenseResult:
-        wall = time.perf_counter()
-        self.setup()
-        c, s, ctx, method = self.config, self.settings, self.context, self.method
-        R, M = s.outer_loops if method.optimizes else 0, s.inner_loops
-        log.info(
-            "condense %s with %s: ipc %d, factor %d, R=%d x M=%d, lr_img %g (effective %g, %s space), "
-            "batch_real %d, device %s -> %s",
-            ctx.info.name,
-            method.name,
-            c.ipc,
-            s.factor,
-            R,
-            M,
-            s.lr_img,
-            self.lr,
-            s.lr_space,
-            s.batch_real,
-            self.device,
-            self.out,
+    def _save_checkpoint(self, outer: int, inner: int) -> None:
+        plan, state = self._plan(), self.state
+        assert state is not None
+        snapshot = LoopState(
+            images=state.images,
+            outer=outer,
+            inner=inner,
+            elapsed=self.elapsed(),
+            history=state.history,
+            momentum=self.opt.buffer if self.opt is not None else None,
+            method_state=plan.method.state_dict(),
+            init_indices=plan.method.init_indices,
         )
-        write_json(
-            self.out / "config.json",
-            {
-                "config": self.resolved,
-                "settings": s.as_dict(),
-                "config_digest": self.digest,
-                "dataset": self.ds.describe(),
-                "versions": versions(),
-            },
-        )
-        self.history: list[dict[str, Any]] = []
-        self._elapsed_before, self._loop_start = 0.0, None
-        self.opt: ImageSGD | None = None
-        self.last_checkpoint: tuple[int, int] | None = None
-        outer, inner = 0, 0
-        state = self._load_checkpoint() if (c.resume and method.optimizes) else None
-        if state is not None:
-            images = state["tensors"]["images"]
-            method.init_indices = state.get("init_indices") or []
-            outer, inner = int(state["outer"]), int(state["inner"])
-            self.history = list(state["history"])
-            self._elapsed_before = float(state["elapsed"])
-            self.last_checkpoint = (outer, inner)
-            log.info(
-                "resuming from outer loop %d, inner step %d (%.1f s done)", outer, inner, self._elapsed_before
-            )
-        else:
-            images = method.initialize()
-        self.images = images.to(self.device, torch.float32).clone().requires_grad_(method.optimizes)
-        if method.optimizes:
-            self.opt = ImageSGD(self.images, self.lr, s.momentum, self.channel_scale)
-            if state is not None and "momentum" in state["tensors"]:
-                self.opt.buffer = state["tensors"]["momentum"].to(self.device, torch.float32).clone()
-        setup_seconds = time.perf_counter() - wall
-        method.prepare()
-        if state is not None:
-            if inner > 0:
-                method.begin_outer(outer)
-            method_state = dict(state.get("method_state") or {})
-            method_state.update(
-                {k[len("method.") :]: v for k, v in state["tensors"].items() if k.startswith("method.")}
-            )
-            method.load_state_dict(method_state)
-        self.groups = self._groups()
+        save_checkpoint(plan.out / CHECKPOINT, snapshot, plan.method.name, plan.digest, plan.hashed)
+        self.last_checkpoint = (outer, inner)
 
-        stopped = "no_optimisation" if not method.optimizes else "finished"
-        total_steps = R * M
-        done = min(outer * M + inner, total_steps) if method.optimizes else 0
-        budget = c.time_budget
-        log_every = max(1, 100 // M)
+    # ---- the loop ---------------------------------------------------------------------------------------
+
+    def _loop_to_end(self, plan: RunPlan, total: int) -> str:
+        """Run the remaining steps; returns how the loop ended (finished | time_budget)."""
+        assert self.state is not None
+        M = plan.settings.inner_loops
+        done = min(self.state.outer * M + self.state.inner, total)
         self._loop_start = time.perf_counter()
-        if method.optimizes and done < total_steps and budget is not None and self._elapsed_before >= budget:
-            stopped = "time_budget"
-        elif method.optimizes and done < total_steps:
-            stopped = self._loop(done, total_steps, M, budget, log_every)
-        loop_seconds = self.elapsed()
-        done = len(self.history) if method.optimizes else 0  # may exceed R x M if resumed with a smaller R
-        if method.optimizes:
-            position = divmod(len(self.history), M)
-            if self.last_checkpoint != position:
-                self._save_checkpoint(*position)
-        self._loop_start = None
-        return self._finish(stopped, done, total_steps, loop_seconds, setup_seconds)
-
-    def _loop(self, done: int, total: int, M: int, budget: float | None, log_every: int) -> str:
-        method, s = self.method, self.settings
-        positions = (divmod(step, M) for step in range(done, total))
+        budget = plan.config.time_budget
+        if done >= total:
+            return "finished"
+        if budget is not None and self.state.elapsed >= budget:
+            return "time_budget"
         bar = progress(
-            positions,
-            desc=f"condense {method.name}",
-            disable=not self.config.show_progress,
+            (divmod(step, M) for step in range(done, total)),
+            desc=f"condense {plan.method.name}",
+            disable=not plan.config.show_progress,
             total=total,
             initial=done,
             unit="step",
         )
         outer_losses: list[float] = []
         for outer, inner in bar:
-            if inner == 0:  # (a run resumed mid-loop had begin_outer called in _run, without the clamp)
-                self._begin_outer(outer)
-            try:
-                loss = self._step(outer, inner)
-            except _Diverged as exc:
-                where = (
-                    f"the last good checkpoint (outer loop {self.last_checkpoint[0]}, inner step "
-                    f"{self.last_checkpoint[1]}) is kept in {self.out / CHECKPOINT}"
-                    if self.last_checkpoint
-                    else "no checkpoint was written yet"
-                )
-                raise HashCondenseError(
-                    f"the matching loss became {exc.args[0]} at outer loop {outer}, inner step {inner}: "
-                    f"the images diverged; {where}; start again with a lower --lr-img (now {s.lr_img})"
-                ) from None
-            elapsed = self.elapsed()
-            self.history.append({"outer": outer, "inner": inner, "loss": loss, "seconds": round(elapsed, 4)})
-            outer_losses.append(loss)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss:.4g}", t=f"{elapsed:.0f}s", refresh=False)
-            if inner == M - 1:
-                if (outer + 1) % log_every == 0 or outer + 1 == s.outer_loops:
-                    log.info(
-                        "outer loop %d/%d: mean loss %.6g over %d steps, %.1f s",
-                        outer + 1,
-                        s.outer_loops,
-                        sum(outer_losses) / len(outer_losses),
-                        len(outer_losses),
-                        elapsed,
-                    )
-                outer_losses = []
-                if (outer + 1) % s.checkpoint_every == 0 and outer + 1 < s.outer_loops:
-                    self._save_checkpoint(outer + 1, 0)
-            if budget is not None and elapsed >= budget and len(self.history) < total:
+            elapsed = self._loop_step(outer, inner, outer_losses, bar)
+            if budget is not None and elapsed >= budget and len(self.state.history) < total:
                 log.info(
                     "time budget of %.1f s spent after %d of %d steps; saving the set",
                     budget,
-                    len(self.history),
+                    len(self.state.history),
                     total,
                 )
                 if hasattr(bar, "close"):
@@ -546,19 +417,96 @@ class CondenseEngine:
                 return "time_budget"
         return "finished"
 
+    def _loop_step(self, outer: int, inner: int, outer_losses: list[float], bar: Any) -> float:
+        """One step of the loop with its bookkeeping: history, log line and checkpoint at the end of an
+        outer loop. Returns the elapsed seconds."""
+        s, state = self.settings, self.state
+        assert state is not None
+        if (
+            inner == 0
+        ):  # (resumed mid-loop: _prepare_method called begin_outer, without the clamp)
+            self._begin_outer(outer)
+        try:
+            loss = self._step(outer, inner)
+        except _Diverged as exc:
+            raise self._divergence(exc.args[0], outer, inner) from None
+        elapsed = self.elapsed()
+        state.history.append({"outer": outer, "inner": inner, "loss": loss, "seconds": round(elapsed, 4)})
+        outer_losses.append(loss)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{loss:.4g}", t=f"{elapsed:.0f}s", refresh=False)
+        if inner == s.inner_loops - 1:
+            if (outer + 1) % max(1, 100 // s.inner_loops) == 0 or outer + 1 == s.outer_loops:
+                log.info(
+                    "outer loop %d/%d: mean loss %.6g over %d steps, %.1f s",
+                    outer + 1,
+                    s.outer_loops,
+                    sum(outer_losses) / len(outer_losses),
+                    len(outer_losses),
+                    elapsed,
+                )
+            outer_losses.clear()
+            if (outer + 1) % s.checkpoint_every == 0 and outer + 1 < s.outer_loops:
+                self._save_checkpoint(outer + 1, 0)
+        return elapsed
+
+    def _divergence(self, value: float, outer: int, inner: int) -> HashCondenseError:
+        where = (
+            f"the last good checkpoint (outer loop {self.last_checkpoint[0]}, inner step "
+            f"{self.last_checkpoint[1]}) is kept in {self._plan().out / CHECKPOINT}"
+            if self.last_checkpoint
+            else "no checkpoint was written yet"
+        )
+        return HashCondenseError(
+            f"the matching loss became {value} at outer loop {outer}, inner step {inner}: "
+            f"the images diverged; {where}; start again with a lower --lr-img (now {self.settings.lr_img})"
+        )
+
+    # ---- the set ----------------------------------------------------------------------------------------
+
     def _finish(
         self, stopped: str, done: int, total: int, loop_seconds: float, setup_seconds: float
     ) -> CondenseResult:
-        from hashcondense import __version__
-        from hashcondense.condense.outputs import write_outputs
+        plan = self._plan()
+        synthetic = SyntheticSet(
+            self.images.detach().cpu().float().contiguous(),
+            torch.arange(plan.context.num_classes).repeat_interleave(plan.context.ipc),
+            factor=plan.settings.factor,
+            mean=plan.context.mean,
+            std=plan.context.std,
+            class_names=plan.context.class_names,
+            meta=self._card(stopped, done, total, loop_seconds, setup_seconds),
+        )
+        assert self.state is not None
+        card = write_outputs(plan.out, synthetic, self.state.history, tree=self.config.export_images)
+        log.info(
+            "wrote %s (%s, %d/%d steps, %.1f s of distillation)",
+            plan.out / SET_FILE,
+            stopped,
+            done,
+            total,
+            loop_seconds,
+        )
+        return CondenseResult(
+            synthetic=synthetic,
+            out=plan.out,
+            card=card,
+            stopped=stopped,
+            steps_done=done,
+            steps_total=total,
+            seconds=loop_seconds if total else setup_seconds,
+        )
 
-        ctx, c, s = self.context, self.context.config, self.settings
-        n = ctx.num_classes
-        labels = torch.arange(n).repeat_interleave(ctx.ipc)
-        meta = {
-            "method": self.method.name,
+    def _card(
+        self, stopped: str, done: int, total: int, loop_seconds: float, setup_seconds: float
+    ) -> dict[str, Any]:
+        """The set's metadata (docs/formats.md)."""
+        plan = self._plan()
+        ctx, c = plan.context, plan.context.config
+        return {
+            "method": plan.method.name,
             "dataset": ctx.info.name,
-            "split_seed": int(self.ds.split_seed),
+            "split_seed": int(plan.dataset.split_seed),
             "image_size": ctx.info.image_size,
             "images_per_class": ctx.ipc,
             "hashing": c.hashing,
@@ -568,59 +516,15 @@ class CondenseEngine:
             "seed": int(c.seed),
             "library_version": __version__,
             "versions": versions(),
-            "config": self.resolved,
-            "config_digest": self.digest,
-            "lr_img_effective": self.lr,
+            "config": plan.resolved,
+            "config_digest": plan.digest,
+            "lr_img_effective": plan.lr,
             "distillation_seconds": round(loop_seconds, 3),
             "setup_seconds": round(setup_seconds, 3),
             "steps_done": done,
             "steps_total": total,
-            "outer_done": done // s.inner_loops if total else 0,
+            "outer_done": done // plan.settings.inner_loops if total else 0,
             "stopped": stopped,
-            "method_info": self.method.describe(),
-            "init_indices": self.method.init_indices,
+            "method_info": plan.method.describe(),
+            "init_indices": plan.method.init_indices,
         }
-        synthetic = SyntheticSet(
-            self.images.detach().cpu().float().contiguous(),
-            labels,
-            factor=s.factor,
-            mean=ctx.mean,
-            std=ctx.std,
-            class_names=ctx.class_names,
-            meta=meta,
-        )
-        card = write_outputs(self.out, synthetic, self.history, tree=self.config.export_images)
-        log.info(
-            "wrote %s (%s, %d/%d steps, %.1f s of distillation)",
-            self.out / SET_FILE,
-            stopped,
-            done,
-            total,
-            loop_seconds,
-        )
-        return CondenseResult(
-            synthetic=synthetic,
-            out=self.out,
-            card=card,
-            stopped=stopped,
-            steps_done=done,
-            steps_total=total,
-            seconds=loop_seconds if total else setup_seconds,
-        )
-
-
-def _diff(old: dict[str, Any], new: dict[str, Any], limit: int = 4) -> str:
-    keys = sorted(set(old) | set(new))
-    parts = []
-    for k in keys:
-        a, b = old.get(k), new.get(k)
-        if a != b:
-            if isinstance(a, dict) and isinstance(b, dict):
-                sub = _diff(a, b, limit)
-                parts.append(f"{k}: {sub}")
-            else:
-                parts.append(f"{k} {a!r} -> {b!r}")
-    if not parts:
-        return "unknown difference"
-    more = f", and {len(parts) - limit} more" if len(parts) > limit else ""
-    return ", ".join(parts[:limit]) + more

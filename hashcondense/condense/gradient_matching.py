@@ -47,27 +47,26 @@ stops a run; `state_dict` then holds the network, the hashing method and the SGD
 a resumed run equals an uninterrupted one. At a boundary the state is empty (the next outer loop starts
 from a fresh network).
 
-Stored images for net_data "synthetic": the engine does not hand them to `after_inner`; the method
-finds the stored-image tensor (the autograd leaf behind `batch.synthetic_images`) during matching
-and decodes it after the image update, as DC trains on the updated set.
+Stored images for net_data "synthetic": the engine hands the updated stored images to `after_inner`,
+which decodes them, as DC trains on the updated set.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from hashcondense.augment import DSA, cutmix, cutmix_loss
+from hashcondense.augment import DSA, cutmix
 from hashcondense.condense.context import CondenseContext, MatchBatch, Streams, derive_seed
 from hashcondense.condense.method import CondenseMethod
 from hashcondense.condense.synthetic import decode
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import strip_prefix
+from hashcondense.train import NonFiniteLoss, load_network_state, network_state, shuffled_batches, train_step
+from hashcondense.utils.checks import is_count, is_number
 
 if TYPE_CHECKING:
     from hashcondense.hashing import HashingMethod
@@ -132,32 +131,6 @@ def gradient_distance(
     return total
 
 
-def _stored_leaf(t: torch.Tensor) -> torch.Tensor | None:
-    """The leaf tensor requiring grad that `t` was computed from (the engine's stored images)."""
-    if t.is_leaf:
-        return t if t.requires_grad else None
-    stack, seen = [t.grad_fn], set()
-    while stack:
-        fn = stack.pop()
-        if fn is None or id(fn) in seen:
-            continue
-        seen.add(id(fn))
-        var = getattr(fn, "variable", None)  # AccumulateGrad nodes hold their leaf
-        if isinstance(var, torch.Tensor):
-            return var
-        stack.extend(nxt for nxt, _ in fn.next_functions)
-    return None
-
-
-def _is_number(value: Any, *, minimum: float = 0.0, strict: bool = False) -> bool:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-    return ok and (float(value) > minimum if strict else float(value) >= minimum)
-
-
-def _is_count(value: Any, minimum: int) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= minimum
-
-
 class GradientMatching(CondenseMethod):
     """Base of gradient-matching methods (DSA, IDC); see the module docstring.
 
@@ -202,8 +175,6 @@ class GradientMatching(CondenseMethod):
         self.matched: list[list[nn.Parameter]] = []
         self.outer = -1
         self.position = (-1, 0)  # (outer, inner steps done) of the network's state
-        self._stored: torch.Tensor | None = None
-        self._stale: dict[int, torch.Tensor] = {}
 
     # ---- options ------------------------------------------------------------------------------------
 
@@ -222,17 +193,17 @@ class GradientMatching(CondenseMethod):
             if o[key] not in valid:
                 raise bad(key, f"choose one of: {', '.join(valid)}")
         for key, minimum in (("net_images", 1), ("net_batch", 1), ("early_epochs", 0), ("norm_batch", 1)):
-            if not _is_count(o[key], minimum):
+            if not is_count(o[key], minimum):
                 raise bad(key, f"use a whole number >= {minimum}")
-        if not _is_number(o["net_lr"], strict=True):
+        if not is_number(o["net_lr"], minimum=0.0, strict=True):
             raise bad("net_lr", "use a positive learning rate")
-        if not (_is_number(o["net_momentum"]) and float(o["net_momentum"]) < 1):
+        if not is_number(o["net_momentum"], minimum=0.0, maximum=1.0):
             raise bad("net_momentum", "use a number in [0, 1)")
-        if not _is_number(o["net_weight_decay"]):
+        if not is_number(o["net_weight_decay"], minimum=0.0):
             raise bad("net_weight_decay", "use a number >= 0")
-        if not (_is_number(o["cutmix_prob"]) and float(o["cutmix_prob"]) <= 1):
+        if not (is_number(o["cutmix_prob"], minimum=0.0) and float(o["cutmix_prob"]) <= 1):
             raise bad("cutmix_prob", "use a probability in [0, 1] (0 = no CutMix)")
-        if not _is_number(o["cutmix_beta"], strict=True):
+        if not is_number(o["cutmix_beta"], minimum=0.0, strict=True):
             raise bad("cutmix_beta", "use a positive number (IDC: 1)")
 
     def preset(self) -> str:
@@ -361,7 +332,6 @@ class GradientMatching(CondenseMethod):
             raise RuntimeError(f"{self.name} matches one class per call, got {len(batch.classes)}")
         assert self.net is not None
         c = batch.classes[0]
-        self._remember_stored(batch, c)
         self.net.eval()
         draw = None
         assert self.hashing is not None
@@ -384,43 +354,24 @@ class GradientMatching(CondenseMethod):
             raise RuntimeError(f"{self.name}: no matched parameter received a gradient")
         return total.reshape(1)
 
-    def _remember_stored(self, batch: MatchBatch, c: int) -> None:
-        if self.opts["net_data"] != "synthetic":
-            return
-        ctx = self.context
-        expect = (ctx.num_classes * ctx.ipc, ctx.info.in_channels, ctx.info.image_size, ctx.info.image_size)
-        leaf = _stored_leaf(batch.synthetic_images[0])
-        if leaf is not None and tuple(leaf.shape) == expect:
-            self._stored = leaf
-        else:  # fallback: the decoded images of this step (one image update behind)
-            self._stored = None
-            self._stale[c] = batch.synthetic_images[0].detach()
-
     # ---- network update between inner steps -----------------------------------------------------------
 
-    def after_inner(self, outer: int, inner: int) -> None:
+    def after_inner(self, outer: int, inner: int, stored: torch.Tensor) -> None:
         ctx, o = self.context, self.opts
         if inner + 1 < ctx.settings.inner_loops and o["net_data"] != "none":
             g = ctx.rng(_Streams.TRAIN, outer, inner)
             if o["net_data"] == "real":
                 self._train(ctx.images, ctx.labels, int(o["net_images"]), g)
             else:
-                images, labels = self._synthetic_set()
-                self._train(images, labels, int(o["net_images"]), g)
+                self._train(*self._synthetic_set(stored), int(o["net_images"]), g)
             self._set_norm_statistics(outer, inner + 1)
         self.position = (outer, inner + 1)
 
-    def _synthetic_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The current decoded synthetic set (class-major) and its labels."""
+    def _synthetic_set(self, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoded synthetic set (class-major) of the stored images, and its labels."""
         ctx = self.context
-        if self._stored is not None:
-            images = decode(self._stored.detach(), ctx.factor, ctx.mean, ctx.std)
-            per = ctx.ipc * ctx.factor**2
-            labels = torch.arange(ctx.num_classes).repeat_interleave(per)
-            return images, labels
-        classes = sorted(self._stale)
-        images = torch.cat([self._stale[c] for c in classes])
-        labels = torch.cat([torch.full((self._stale[c].shape[0],), c, dtype=torch.long) for c in classes])
+        images = decode(stored.detach(), ctx.factor, ctx.mean, ctx.std)
+        labels = torch.arange(ctx.num_classes).repeat_interleave(ctx.ipc * ctx.factor**2)
         return images, labels
 
     def _train(self, images: torch.Tensor, labels: torch.Tensor, count: int, g: torch.Generator) -> None:
@@ -433,9 +384,7 @@ class GradientMatching(CondenseMethod):
         self.net.train()
         self.hashing.train()
         while seen < count:
-            order = torch.randperm(n, generator=g)
-            for start in range(0, n, batch):
-                idx = order[start : start + batch]
+            for idx in shuffled_batches(n, batch, g):
                 x = images[idx.to(images.device)].to(ctx.device)
                 y = labels[idx.to(labels.device)].to(ctx.device)
                 self._train_step(x, y, g)
@@ -456,18 +405,15 @@ class GradientMatching(CondenseMethod):
             beta, prob = float(o["cutmix_beta"]), float(o["cutmix_prob"])
             mixed, y, y_b, lam = cutmix(torch.cat(views, dim=1), y, g, beta, prob)
             views = list(mixed.split(x.shape[1], dim=1))
-        codes = list(self.net(torch.cat(views)).split(x.shape[0]))
-        loss = hashing.loss(codes, y)
-        if lam < 1.0:
-            loss = cutmix_loss(loss, hashing.loss(codes, y_b), lam)
-        if not torch.isfinite(loss):
-            raise HashCondenseError(
-                f"{self.name}: training the matching network diverged (loss {float(loss)}); "
-                f"lower net_lr (now {o['net_lr']})"
+        try:  # IDC's update mixes the two weighted totals: criterion(a) * lam + criterion(b) * (1 - lam)
+            train_step(
+                self.net, hashing, views, y, self.optimizer, mixed_labels=y_b, lam=lam, mix_terms=False
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        except NonFiniteLoss as exc:
+            raise HashCondenseError(
+                f"{self.name}: training the matching network diverged (loss {exc.value}); "
+                f"lower net_lr (now {o['net_lr']})"
+            ) from None
 
     # ---- checkpoints ----------------------------------------------------------------------------------
 
@@ -477,8 +423,7 @@ class GradientMatching(CondenseMethod):
             return {}  # at an outer-loop boundary: the next loop starts from a fresh network
         assert self.hashing is not None and self.optimizer is not None
         state: dict[str, Any] = {"gradient_position": [outer, inner]}
-        state.update({f"net.{k}": v for k, v in self.net.state_dict().items()})
-        state.update({f"hashing.{k}": v for k, v in self.hashing.state_dict().items()})
+        state.update(network_state(self.net, self.hashing, method_prefix="hashing."))
         params = self.optimizer.param_groups[0]["params"]
         for i, p in enumerate(params):
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
@@ -499,15 +444,10 @@ class GradientMatching(CondenseMethod):
             return
         assert self.hashing is not None and self.optimizer is not None
         device = self.context.device
-
-        def part(prefix: str) -> dict[str, torch.Tensor]:
-            return {k: v.to(device) for k, v in strip_prefix(state, prefix).items()}
-
-        self.net.load_state_dict(part("net."))
-        self.hashing.load_state_dict(part("hashing."))
+        load_network_state(self.net, self.hashing, state, method_prefix="hashing.", device=device)
         params = self.optimizer.param_groups[0]["params"]
-        for key, buf in part("opt.").items():
-            self.optimizer.state[params[int(key)]]["momentum_buffer"] = buf.clone()
+        for key, buf in strip_prefix(state, "opt.").items():
+            self.optimizer.state[params[int(key)]]["momentum_buffer"] = buf.to(device).clone()
         self.position = (int(position[0]), int(position[1]))
 
     def describe(self) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """The condensation-method contract: one small class per method, behind a registry.
 
-The engine (`engine.py`) owns everything methods share: the real train split as normalised tensors,
-the per-class sampler, the stored images and their multi-formation decode, the siamese augmentation,
-the image optimiser (SGD with momentum), the R outer x M inner loop, logging, checkpoints, the time
-budget and resume. A method only says how to initialise the set, what network to use, and how to
-score a matched pair of batches. Adding a method = adding a file with one registered class.
+The engine (`engine.py`, with `setup.py` and `checkpoint.py`) owns everything methods share: the real
+train split as normalised tensors, the per-class sampler, the stored images and their multi-formation
+decode, the siamese augmentation, the image optimiser (SGD with momentum), the R outer x M inner loop,
+logging, checkpoints, the time budget and resume. A method only says how to initialise the set, what
+network to use, and how to score a matched pair of batches. Adding a method = adding a file with one
+registered class.
 
 How the engine drives a method (one run)::
 
@@ -19,7 +20,7 @@ How the engine drives a method (one run)::
                 losses = method.match_losses(batch)   # (k,) one loss per class of the group
                 losses.sum().backward()               # image gradients accumulate
             optimiser step on the stored images       # one step for all classes (see below)
-            method.after_inner(r, m)            # gradient-matching methods train their network here
+            method.after_inner(r, m, images)    # gradient-matching methods train their network here
     state = method.state_dict()                 # saved in every checkpoint
 
 `MatchBatch` holds, for each class c of the group: `real[i]`, the augmented real batch T_c (no
@@ -45,8 +46,8 @@ Defaults: `default_settings(info)` returns the method's values of the shared loo
 groups of them (e.g. "cpu"); `options` lists the method's own settings with their defaults. User
 values override all of them; see `config.resolve_settings`.
 
-A new method, e.g. gradient matching (`condense/idc.py`; list the module name in
-`condense/__init__._METHOD_MODULES` if it is not there yet)::
+A new method is one file in `condense/methods/` (found by the registry), e.g. gradient matching
+(`methods/idc.py`, on top of `gradient_matching.py`)::
 
     @register_method("idc")
     class IDC(CondenseMethod):
@@ -65,7 +66,7 @@ A new method, e.g. gradient matching (`condense/idc.py`; list the module name in
             ...
             return distance.reshape(1)
 
-        def after_inner(self, outer, inner):   # train self.net on real data; random numbers from
+        def after_inner(self, outer, inner, stored):   # train self.net on real data; random numbers from
             g = self.context.rng(Streams.METHOD, outer, inner)    # streams >= Streams.METHOD
             ...
 
@@ -142,8 +143,9 @@ class CondenseMethod:
         """Per-class matching losses, shape (len(batch.classes),), differentiable w.r.t. the images."""
         raise NotImplementedError
 
-    def after_inner(self, outer: int, inner: int) -> None:
-        """After the image update of inner step `inner` (e.g. train the network on real data)."""
+    def after_inner(self, outer: int, inner: int, stored: torch.Tensor) -> None:
+        """After the image update of inner step `inner` (e.g. train the network on real or synthetic
+        data); `stored` are the updated stored images (N, C, H, W), normalised, not to be modified."""
 
     def state_dict(self) -> dict[str, Any]:
         """State that must survive a resume: tensors and JSON-able values (flat dict, str keys)."""

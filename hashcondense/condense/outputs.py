@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hashcondense.condense.synthetic import SyntheticSet
+from hashcondense.condense.synthetic import SET_FILE, SyntheticSet
 from hashcondense.io.atomic import ensure_writable_dir, write_bytes, write_json
 
 __all__ = ["denormalize", "export_images", "save_grids", "write_outputs"]
@@ -115,7 +115,7 @@ def write_outputs(
 
     Returns the card."""
     out = ensure_writable_dir(out)
-    synthetic.save(out / "synthetic.safetensors")
+    synthetic.save(out / SET_FILE)
     card = synthetic.card()
     write_json(out / "card.json", card)
     write_json(out / "history.json", {"method": card.get("method"), "steps": history})

@@ -36,7 +36,7 @@ from torch import nn
 
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
-from hashcondense.train import TrainConfig, train_hashing_network
+from hashcondense.train import TrainConfig, network_state, train_hashing_network
 
 __all__ = ["ModelPool", "POOL_FORMAT", "data_digest", "perturb_"]
 
@@ -182,9 +182,8 @@ class ModelPool:
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         self.trained += 1
-        state = {n: t.detach().cpu().clone() for n, t in net.state_dict().items()}
-        tensors = {f"net.{n}": t for n, t in state.items()}
-        tensors.update({f"method.{n}": t.detach().cpu() for n, t in method.state_dict().items()})
+        tensors = network_state(net, method)
+        state = {n: t.detach().cpu().clone() for n, t in strip_prefix(tensors, "net.").items()}
         save_tensors(
             self.member_path(k),
             tensors,

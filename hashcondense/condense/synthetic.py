@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import load_tensors, save_tensors
 
-__all__ = ["SyntheticSet", "decode", "encode_tiles", "FORMAT"]
+__all__ = ["FORMAT", "SET_FILE", "SyntheticSet", "decode", "encode_tiles"]
+
+SET_FILE = "synthetic.safetensors"  # the set's file name in a condensation run folder
 
 FORMAT = "hashcondense.synthetic/1"
 

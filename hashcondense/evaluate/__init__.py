@@ -2,17 +2,14 @@
 
 from hashcondense.evaluate.pipeline import EvalConfig, evaluate_network, load_run_network, run_evaluation
 from hashcondense.evaluate.training_sets import random_indices, resolve_train_set
-from hashcondense.train.trainer import TrainConfig, build_network, encode, train_hashing_network
+from hashcondense.train import TrainConfig  # part of an evaluation's config (and of the README's API)
 
 __all__ = [
     "EvalConfig",
     "TrainConfig",
-    "build_network",
-    "encode",
     "evaluate_network",
     "load_run_network",
     "random_indices",
     "resolve_train_set",
     "run_evaluation",
-    "train_hashing_network",
 ]

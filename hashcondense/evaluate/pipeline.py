@@ -38,15 +38,17 @@ from hashcondense.evaluate.plots import plot_curves
 from hashcondense.evaluate.training_sets import resolve_train_set
 from hashcondense.hashing import HashingMethod, create_hashing
 from hashcondense.io.atomic import ensure_writable_dir, write_json
-from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
+from hashcondense.io.tensors import load_tensors, save_tensors
 from hashcondense.models import HashingNetwork
 from hashcondense.retrieval import evaluate_retrieval
 from hashcondense.runtime import resolve_device, seed_everything, versions
-from hashcondense.train.trainer import (
+from hashcondense.train import (
     TrainCheckpoint,
     TrainConfig,
     build_network,
     encode,
+    load_network_state,
+    network_state,
     train_hashing_network,
 )
 from hashcondense.utils.config_types import check_config_types
@@ -68,9 +70,10 @@ RESUME_FREE = frozenset(
     {"out", "root", "download", "device", "show_progress", "save_network", "resume", "checkpoint_seconds"}
 )
 RESUME_FREE_TRAIN = frozenset({"eval_epochs"})
-# Training settings added after checkpoints already existed: left out of the digest while they hold the
-# value every earlier run had, so those checkpoints still resume.
-LATER_TRAIN_DEFAULTS = {
+# Training settings that change nothing at these values (one optimiser, no CutMix, the DSA views, one
+# learning rate): left out of the digest while they hold them, so that a run's key names only the
+# recipe it used, and a checkpoint keeps resuming when a new optional setting joins TrainConfig.
+NEUTRAL_TRAIN_VALUES = {
     "optimizer": "adam",
     "momentum": 0.9,
     "cutmix_prob": 0.0,
@@ -138,7 +141,7 @@ def train_key(resolved: dict[str, Any], train_set: dict[str, Any] | None = None)
     kept["train"] = {
         k: v
         for k, v in resolved.get("train", {}).items()
-        if k not in RESUME_FREE_TRAIN and not (k in LATER_TRAIN_DEFAULTS and v == LATER_TRAIN_DEFAULTS[k])
+        if k not in RESUME_FREE_TRAIN and not (k in NEUTRAL_TRAIN_VALUES and v == NEUTRAL_TRAIN_VALUES[k])
     }
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -308,9 +311,8 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
             config.arch,
         )
         if config.save_network:
-            state = {f"net.{k}": v for k, v in net.state_dict().items()}
-            state.update({f"method.{k}": v for k, v in method.state_dict().items()})
-            save_tensors(out / "network.safetensors", state, {"config": resolved, "map": metrics["map"]})
+            meta = {"config": resolved, "map": metrics["map"]}
+            save_tensors(out / "network.safetensors", network_state(net, method), meta)
         plot_curves({f"{config.train_set} ({config.bits} bits)": metrics}, out)
         write_json(out / "metrics.json", metrics)
         checkpoint_path.unlink(missing_ok=True)
@@ -346,8 +348,7 @@ def load_run_network(
     method = create_hashing(hashing, num_classes=num_classes, hash_bits=bits)
     net = build_network(arch, method, in_channels, image_size)
     try:
-        net.load_state_dict(strip_prefix(tensors, "net."))
-        method.load_state_dict(strip_prefix(tensors, "method."))
+        load_network_state(net, method, tensors)
     except RuntimeError as exc:
         raise HashCondenseError(
             f"{network_path} does not fit the network its config.json describes "

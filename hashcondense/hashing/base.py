@@ -18,12 +18,12 @@ Retrieval codes are sign(h) of the head's output.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hashcondense.errors import HashCondenseError
+from hashcondense.utils.checks import check_number, is_count
 
 __all__ = ["HashingMethod", "check_feature_dim", "check_seed", "check_setting"]
 
@@ -35,13 +35,11 @@ class HashingMethod(nn.Module):
 
     def __init__(self, num_classes: int, hash_bits: int) -> None:
         super().__init__()
-        from hashcondense.errors import HashCondenseError
-
-        if not _is_int(hash_bits) or int(hash_bits) < 2 or int(hash_bits) > 4096:
+        if not is_count(hash_bits, 2) or int(hash_bits) > 4096:
             raise HashCondenseError(
                 f"hash_bits={hash_bits!r} cannot work; use a whole bit length such as 16, 32, 64 or 128"
             )
-        if not _is_int(num_classes) or int(num_classes) < 2:
+        if not is_count(num_classes, 2):
             raise HashCondenseError(
                 f"num_classes={num_classes!r} cannot work; retrieval needs a whole number >= 2 of classes"
             )
@@ -55,7 +53,10 @@ class HashingMethod(nn.Module):
         raise NotImplementedError
 
     def loss(self, codes: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        terms = self.loss_terms(codes, labels)
+        return self.combine(self.loss_terms(codes, labels))
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of loss terms: sum(loss_weights[k] * terms[k])."""
         return sum(self.loss_weights.get(k, 1.0) * v for k, v in terms.items())
 
     def loss_groups(self) -> list[list[str]]:
@@ -76,8 +77,6 @@ class HashingMethod(nn.Module):
     def _views(self, codes: list[torch.Tensor] | tuple[torch.Tensor, ...] | torch.Tensor,
                max_views: int) -> list[torch.Tensor]:
         """Check `codes` (a list of (B, hash_bits) tensors, or one tensor) and return float32+ views."""
-        from hashcondense.errors import HashCondenseError
-
         if isinstance(codes, torch.Tensor):
             codes = [codes]
         views = list(codes)
@@ -98,8 +97,6 @@ class HashingMethod(nn.Module):
 
     def _targets(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """Labels (B,) class indices or (B, C) multi-hot -> float (B, C) targets on `like`'s device/dtype."""
-        from hashcondense.errors import HashCondenseError
-
         batch = like.shape[0]
         labels = torch.as_tensor(labels, device=like.device)
         if labels.dim() == 1 and labels.shape[0] == batch and not labels.is_floating_point():
@@ -115,10 +112,6 @@ class HashingMethod(nn.Module):
         return f"num_classes={self.num_classes}, hash_bits={self.hash_bits}"
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def check_setting(method: str, name: str, value: float, hint: str, *, allow_zero: bool = False,
                   maximum: float | None = None) -> float:
     """Validate a numeric setting of a hashing method and return it as float.
@@ -126,31 +119,18 @@ def check_setting(method: str, name: str, value: float, hint: str, *, allow_zero
     Raises `HashCondenseError` naming the setting and the fix unless `value` is a finite real number,
     > 0 (or >= 0 with `allow_zero`) and, when `maximum` is given, < maximum.
     """
-    from hashcondense.errors import HashCondenseError
-
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0) and (maximum is None or value < maximum)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        if maximum is not None:
-            bound += f" and < {maximum:g}"
-        raise HashCondenseError(f"{method} {name}={value!r} cannot work; use a number {bound} ({hint})")
-    return float(value)
+    return check_number(f"{method} {name}", value, hint, allow_zero=allow_zero, maximum=maximum)
 
 
 def check_feature_dim(feature_dim: int) -> int:
     """The backbone feature size handed to `make_head`, as a positive int."""
-    from hashcondense.errors import HashCondenseError
-
-    if not _is_int(feature_dim) or int(feature_dim) < 1:
+    if not is_count(feature_dim, 1):
         raise HashCondenseError(f"feature_dim={feature_dim!r} cannot work; pass the backbone's feature size")
     return int(feature_dim)
 
 
 def check_seed(method: str, seed: int) -> int:
     """A codebook seed: a whole number >= 0."""
-    from hashcondense.errors import HashCondenseError
-
-    if not _is_int(seed) or int(seed) < 0:
+    if not is_count(seed, 0):
         raise HashCondenseError(f"{method} codebook_seed={seed!r} cannot work; use a whole number >= 0")
     return int(seed)

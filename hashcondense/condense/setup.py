@@ -1,0 +1,164 @@
+"""Resolving a condensation run before anything is optimised: the data, the settings (engine defaults
+< method defaults < preset < user values), the method with its options, the config digest, and the
+image optimiser's constants. Every user mistake that does not need the loop is found here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hashcondense.augment import DSA
+from hashcondense.condense.checkpoint import CHECKPOINT
+from hashcondense.condense.config import (
+    CondenseConfig,
+    DatasetInfo,
+    Settings,
+    check_run_settings,
+    config_digest,
+    resolve_settings,
+)
+from hashcondense.condense.context import CondenseContext
+from hashcondense.condense.method import CondenseMethod, get_method
+from hashcondense.condense.pool import data_digest
+from hashcondense.condense.sampler import ClassSampler
+from hashcondense.condense.synthetic import SET_FILE
+from hashcondense.data import RetrievalDataset, load_dataset
+from hashcondense.errors import HashCondenseError
+from hashcondense.io.atomic import ensure_writable_dir
+from hashcondense.runtime import resolve_device
+
+__all__ = ["RunPlan", "plan_run"]
+
+log = logging.getLogger("hashcondense.condense")
+
+
+@dataclass
+class RunPlan:
+    """Everything fixed before the loop starts. `resolved` is the config as run (config.json), `digest`
+    and `hashed` the digest of the settings that decide the numbers and those settings."""
+
+    config: CondenseConfig
+    out: Path
+    device: torch.device
+    dataset: RetrievalDataset
+    context: CondenseContext
+    method: CondenseMethod
+    settings: Settings
+    resolved: dict[str, Any]
+    digest: str
+    hashed: dict[str, Any]
+    lr: float  # lr_img after IDC's ipc scaling
+    channel_scale: torch.Tensor  # per channel: 1, or 1 / std**2 for a pixel-space rate
+    pixel_low: torch.Tensor  # the valid pixel range [0, 1] in normalised units (clamping)
+    pixel_high: torch.Tensor
+
+
+def _check_out(config: CondenseConfig, out: Path) -> None:
+    ckpt, existing = out / CHECKPOINT, out / SET_FILE
+    if config.overwrite:
+        for path in (ckpt, existing):
+            path.unlink(missing_ok=True)
+    elif not config.resume and (ckpt.exists() or existing.exists()):
+        raise HashCondenseError(
+            f"{out} already holds a condensed set or checkpoint; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+
+
+def _check_images_per_class(sampler: ClassSampler, ipc: int) -> None:
+    """A set of `ipc` images per class cannot hold more than a class has (`real_init` checks the
+    ipc x factor**2 real images that multi-formation tiles)."""
+    for c in range(sampler.num_classes):
+        have = sampler.count(c)
+        if ipc > have:
+            raise HashCondenseError(
+                f"--ipc {ipc} is more than the {have} training images of class {sampler.name(c)}; "
+                f"use --ipc {have} or less"
+            )
+
+
+def _context(
+    config: CondenseConfig, ds: RetrievalDataset, cls: type[CondenseMethod], out: Path, device: torch.device
+) -> CondenseContext:
+    images, labels = ds.tensor("train")
+    info = DatasetInfo(
+        name=str(ds.name),
+        num_classes=len(ds.class_names),
+        in_channels=int(images.shape[1]),
+        image_size=int(images.shape[-1]),
+        num_train=int(images.shape[0]),
+    )
+    settings = resolve_settings(config, cls.default_settings(info), info.image_size, cls.presets)
+    sampler = ClassSampler(labels, info.num_classes, list(ds.class_names))
+    _check_images_per_class(sampler, config.ipc)
+    uint8_train, _ = ds.arrays("train")
+    data_key = {
+        "dataset": str(ds.name),
+        "split_seed": int(ds.split_seed),
+        "image_size": info.image_size,
+        "in_channels": info.in_channels,
+        "num_train": info.num_train,
+        "data_sha256": data_digest(torch.from_numpy(uint8_train), labels),
+    }
+    return CondenseContext(
+        config=replace(config, method=cls.name, **settings.as_dict()),
+        settings=settings,
+        info=info,
+        images=images,
+        labels=labels,
+        sampler=sampler,
+        mean=tuple(float(v) for v in ds.mean),
+        std=tuple(float(v) for v in ds.std),
+        class_names=[str(n) for n in ds.class_names],
+        device=device,
+        out=out,
+        augment=DSA(settings.aug_strategy, None, settings.aug_mode),
+        log=log,
+        data_key=data_key,
+    )
+
+
+def plan_run(
+    config: CondenseConfig,
+    dataset: RetrievalDataset | None = None,
+    method_cls: type[CondenseMethod] | None = None,
+) -> RunPlan:
+    """Validate and resolve `config` (loading its dataset unless `dataset` is given)."""
+    c = config
+    check_run_settings(c)
+    out = ensure_writable_dir(c.out)
+    _check_out(c, out)
+    device = resolve_device(c.device)
+    if dataset is None:
+        dataset = load_dataset(
+            c.dataset, root=c.root, download=c.download, split_seed=c.split_seed, image_size=c.image_size
+        )
+    cls = method_cls or get_method(c.method)
+    context = _context(c, dataset, cls, out, device)
+    method = cls(context, **dict(c.options))
+    context.config = replace(context.config, options=method.resolved_options())
+    settings = context.settings
+    resolved = context.config.as_dict()
+    digest, hashed = config_digest(resolved)
+    std = torch.tensor(context.std).view(1, -1, 1, 1)
+    mean = torch.tensor(context.mean).view(1, -1, 1, 1)
+    return RunPlan(
+        config=c,
+        out=out,
+        device=device,
+        dataset=dataset,
+        context=context,
+        method=method,
+        settings=settings,
+        resolved=resolved,
+        digest=digest,
+        hashed=hashed,
+        lr=settings.effective_lr(c.ipc),
+        channel_scale=1.0 / std.square() if settings.lr_space == "pixel" else torch.ones_like(std),
+        pixel_low=((0.0 - mean) / std).to(device),
+        pixel_high=((1.0 - mean) / std).to(device),
+    )
