@@ -27,10 +27,8 @@ A non-finite loss stops the run with a one-line error; the last good checkpoint 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from hashcondense.data import RetrievalDataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.atomic import ensure_writable_dir, write_json
 from hashcondense.runtime import versions
+from hashcondense.utils.logs import run_log
 from hashcondense.utils.progress import progress
 
 __all__ = ["CHECKPOINT", "CondenseEngine", "CondenseResult", "ImageSGD", "condense"]
@@ -105,24 +104,6 @@ class ImageSGD:
 
 class _Diverged(Exception):
     pass
-
-
-@contextlib.contextmanager
-def _run_log(out: Path) -> Iterator[None]:
-    """Log INFO and above of `hashcondense.*` to out/log.txt for the duration of the run."""
-    root = logging.getLogger("hashcondense")
-    handler = logging.FileHandler(out / "log.txt", mode="a", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    old_level = root.level
-    root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        handler.close()
 
 
 def condense(
@@ -199,7 +180,7 @@ class CondenseEngine:
 
     def run(self) -> CondenseResult:
         out = ensure_writable_dir(self.config.out)
-        with _run_log(out):
+        with run_log(out):
             try:
                 return self._run()
             except HashCondenseError as exc:

@@ -52,6 +52,7 @@ from hashcondense.train import (
     train_hashing_network,
 )
 from hashcondense.utils.config_types import check_config_types
+from hashcondense.utils.logs import run_log
 
 __all__ = [
     "EvalConfig",
@@ -59,7 +60,6 @@ __all__ = [
     "evaluate_network",
     "load_run_network",
     "default_m_values",
-    "run_logger",
     "train_key",
 ]
 
@@ -151,24 +151,6 @@ def default_m_values(topk: int) -> list[int]:
     return sorted(m for m in grid if m <= topk)
 
 
-class run_logger:  # noqa: N801  (a context manager used like a function)
-    """Attach a file handler writing the run's log to out/log.txt for the duration of a run."""
-
-    def __init__(self, out: Path) -> None:
-        self.handler = logging.FileHandler(out / "log.txt", mode="a", encoding="utf-8")
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-
-    def __enter__(self) -> run_logger:
-        log.addHandler(self.handler)
-        if log.level == logging.NOTSET or log.level > logging.INFO:
-            log.setLevel(logging.INFO)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        log.removeHandler(self.handler)
-        self.handler.close()
-
-
 def evaluate_network(
     net: torch.nn.Module,
     dataset: RetrievalDataset,
@@ -203,12 +185,87 @@ def evaluate_network(
     return metrics
 
 
+@dataclass
+class _Prepared:
+    """An evaluation run after loading: its data, training set and resolved config."""
+
+    out: Path
+    device: torch.device
+    dataset: RetrievalDataset
+    images: torch.Tensor
+    labels: torch.Tensor
+    train_set: dict[str, Any]
+    record: dict[str, Any]  # config.json
+
+
+def _prepare(config: EvalConfig, out: Path, device: torch.device) -> _Prepared:
+    """Load the dataset and training set, resolve the config and write config.json."""
+    log.info("evaluation run -> %s (device %s)", out, device)
+    dataset = load_dataset(
+        config.dataset,
+        root=config.root,
+        download=config.download,
+        split_seed=config.split_seed,
+        image_size=config.image_size,
+    )
+    images, labels, train_desc = resolve_train_set(dataset, config.train_set, seed=config.seed)
+    log.info("dataset %s: %s; training set %s", dataset.name, dataset.describe()["sizes"], train_desc)
+    if config.train.flip is None:
+        config.train.flip = bool(dataset.info.get("flip", True))
+    resolved = config.as_dict()
+    resolved["train"]["epochs"] = config.train.resolved_epochs(images.shape[0])
+    record = {
+        "config": resolved,
+        "dataset": dataset.describe(),
+        "train_set": train_desc,
+        "versions": versions(),
+        "device": str(device),
+    }
+    write_json(out / "config.json", record)
+    return _Prepared(out, device, dataset, images, labels, train_desc, record)
+
+
+def _checkpoint(config: EvalConfig, run: _Prepared) -> TrainCheckpoint | None:
+    path = run.out / CHECKPOINT
+    resume = config.resume and path.exists()
+    if config.resume and not resume:
+        log.info("no checkpoint in %s; starting a fresh run", run.out)
+    if config.checkpoint_seconds is None:
+        return None
+    key = train_key(run.record["config"], run.train_set)
+    return TrainCheckpoint(path, resume=resume, every_seconds=config.checkpoint_seconds, key=key)
+
+
+def _train(config: EvalConfig, run: _Prepared) -> tuple[torch.nn.Module, HashingMethod, list[dict[str, Any]]]:
+    """Train the network, measuring mAP at `config.train.eval_epochs` on the way."""
+
+    def on_epoch(epoch: int, net, method) -> dict[str, float]:
+        m = evaluate_network(net, run.dataset, config.bits, topk=config.topk, device=run.device)
+        log.info("epoch %d: mAP@%d = %.4f", epoch, m["topk"], m["map"])
+        return {"map": m["map"]}
+
+    return train_hashing_network(
+        run.images,
+        run.labels,
+        arch=config.arch,
+        hashing=config.hashing,
+        hash_bits=config.bits,
+        num_classes=run.dataset.num_classes,
+        config=config.train,
+        seed=config.seed,
+        device=run.device,
+        on_epoch=on_epoch,
+        show_progress=config.show_progress,
+        checkpoint=_checkpoint(config, run),
+        normalization=(run.dataset.mean, run.dataset.std),
+    )
+
+
 def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     """Run one evaluation and write its run directory; returns the metrics dict."""
     config.train.check()  # a recipe that cannot work is refused before anything is written
     out = ensure_writable_dir(config.out)
-    checkpoint_path = out / CHECKPOINT
-    if checkpoint_path.exists() and not config.resume:
+    if (out / CHECKPOINT).exists() and not config.resume:
         raise HashCondenseError(
             f"{out} holds an unfinished training run ({CHECKPOINT}); pass --resume to continue it, "
             "or delete that file (or choose another --out) to start again"
@@ -216,69 +273,15 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     device = resolve_device(config.device)
     seed_everything(config.seed)
     started = time.time()
-    with run_logger(out):
-        log.info("evaluation run -> %s (device %s)", out, device)
-        dataset = load_dataset(
-            config.dataset,
-            root=config.root,
-            download=config.download,
-            split_seed=config.split_seed,
-            image_size=config.image_size,
-        )
-        images, labels, train_desc = resolve_train_set(dataset, config.train_set, seed=config.seed)
-        log.info("dataset %s: %s; training set %s", dataset.name, dataset.describe()["sizes"], train_desc)
-        if config.train.flip is None:
-            config.train.flip = bool(dataset.info.get("flip", True))
-        resolved = config.as_dict()
-        resolved["train"]["epochs"] = config.train.resolved_epochs(images.shape[0])
-        record = {
-            "config": resolved,
-            "dataset": dataset.describe(),
-            "train_set": train_desc,
-            "versions": versions(),
-            "device": str(device),
-        }
-        write_json(out / "config.json", record)
-
-        def on_epoch(epoch: int, net, method) -> dict[str, float]:
-            m = evaluate_network(net, dataset, config.bits, topk=config.topk, device=device)
-            log.info("epoch %d: mAP@%d = %.4f", epoch, m["topk"], m["map"])
-            return {"map": m["map"]}
-
-        resume = config.resume and checkpoint_path.exists()
-        if config.resume and not resume:
-            log.info("no checkpoint in %s; starting a fresh run", out)
-        checkpoint = (
-            None
-            if config.checkpoint_seconds is None
-            else TrainCheckpoint(
-                checkpoint_path,
-                resume=resume,
-                every_seconds=config.checkpoint_seconds,
-                key=train_key(resolved, train_desc),
-            )
-        )
+    with run_log(out):
+        run = _prepare(config, out, device)
         setup_seconds = time.time() - started  # this invocation's loading, before training starts
-        net, method, history = train_hashing_network(
-            images,
-            labels,
-            arch=config.arch,
-            hashing=config.hashing,
-            hash_bits=config.bits,
-            num_classes=dataset.num_classes,
-            config=config.train,
-            seed=config.seed,
-            device=device,
-            on_epoch=on_epoch,
-            show_progress=config.show_progress,
-            checkpoint=checkpoint,
-            normalization=(dataset.mean, dataset.std),
-        )
+        net, method, history = _train(config, run)
         train_seconds = history[-1]["seconds"]  # summed over resumes, including per-epoch evaluations
         map_per_epoch = [{"epoch": row["epoch"], "map": row["map"]} for row in history if "map" in row]
         t0 = time.time()
         metrics = evaluate_network(
-            net, dataset, config.bits, topk=config.topk, device=device, show_progress=config.show_progress
+            net, run.dataset, config.bits, topk=config.topk, device=device, show_progress=config.show_progress
         )
         encode_seconds = time.time() - t0
         map_per_epoch.append({"epoch": history[-1]["epoch"], "map": metrics["map"]})
@@ -289,11 +292,11 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                 "history": history,
                 "seed": config.seed,
                 "split_seed": config.split_seed,
-                "dataset": dataset.name,
-                "train_set": train_desc,
+                "dataset": run.dataset.name,
+                "train_set": run.train_set,
                 "hashing": config.hashing,
                 "arch": config.arch,
-                "versions": record["versions"],
+                "versions": run.record["versions"],
                 "seconds": {
                     "train": train_seconds,
                     "evaluate": encode_seconds,
@@ -310,13 +313,20 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
             config.hashing,
             config.arch,
         )
-        if config.save_network:
-            meta = {"config": resolved, "map": metrics["map"]}
-            save_tensors(out / "network.safetensors", network_state(net, method), meta)
-        plot_curves({f"{config.train_set} ({config.bits} bits)": metrics}, out)
-        write_json(out / "metrics.json", metrics)
-        checkpoint_path.unlink(missing_ok=True)
+        _write_run(config, run, net, method, metrics)
     return metrics
+
+
+def _write_run(
+    config: EvalConfig, run: _Prepared, net: torch.nn.Module, method: HashingMethod, metrics: dict
+) -> None:
+    """network.safetensors, the plots and metrics.json; then the checkpoint is no longer needed."""
+    if config.save_network:
+        meta = {"config": run.record["config"], "map": metrics["map"]}
+        save_tensors(run.out / "network.safetensors", network_state(net, method), meta)
+    plot_curves({f"{config.train_set} ({config.bits} bits)": metrics}, run.out)
+    write_json(run.out / "metrics.json", metrics)
+    (run.out / CHECKPOINT).unlink(missing_ok=True)
 
 
 def load_run_network(

@@ -136,6 +136,16 @@ def _start(
     )
 
 
+def _resume(run: _Run, checkpoint: TrainCheckpoint | None) -> tuple[list[dict[str, Any]], int, float]:
+    """(history, first epoch to train, seconds already spent): from the checkpoint when resuming."""
+    if checkpoint is None or not checkpoint.resume:
+        return [], 1, 0.0
+    meta = checkpoint.load(run.net, run.method, run.optimiser, run.generators)
+    run.step = int(meta["step"])
+    log.info("resumed from %s after epoch %d/%d", checkpoint.path, int(meta["epoch"]), run.epochs)
+    return list(meta["history"]), int(meta["epoch"]) + 1, float(meta["seconds"])
+
+
 def train_hashing_network(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -172,13 +182,7 @@ def train_hashing_network(
         kwargs = dict(hashing_kwargs or {})
         hashing = create_hashing(hashing, num_classes=num_classes, hash_bits=hash_bits, **kwargs)
     run = _start(images, labels, hashing, config, seed, device, arch, dict(arch_kwargs or {}), normalization)
-    history: list[dict[str, Any]] = []
-    first_epoch, seconds_before = 1, 0.0
-    if checkpoint is not None and checkpoint.resume:
-        meta = checkpoint.load(run.net, run.method, run.optimiser, run.generators)
-        run.step, history = int(meta["step"]), list(meta["history"])
-        first_epoch, seconds_before = int(meta["epoch"]) + 1, float(meta["seconds"])
-        log.info("resumed from %s after epoch %d/%d", checkpoint.path, first_epoch - 1, run.epochs)
+    history, first_epoch, seconds_before = _resume(run, checkpoint)
     eval_epochs = {e for e in config.eval_epochs if 0 < e < run.epochs}
     bar = progress(range(first_epoch, run.epochs + 1), desc="train", disable=not show_progress, unit="epoch")
     start, last_save = time.perf_counter() - seconds_before, time.perf_counter()

@@ -24,12 +24,9 @@ Defaults (the paper's where it gives them, else IDC's framework, which IEM is bu
   constant rate, the trainer's weak/strong views. Perturbation magnitudes U(0.01, 0.09) (Acc-DD).
 Preset "cpu" (`--preset cpu`): R = 180 outer loops of M = 10 inner steps (many pool draws even when
 a time budget stops the run early) and lr_img 0.05 instead of 0.005: the paper's rate is sized for its
-R x M = 90,000 GPU steps, and on CIFAR-10 at 10 images per class a 10-minute CPU budget (about 175
-steps at one thread) gave mAP@5000 28.71 with 0.05 against 25.32 with 0.005 (BENCHMARKS.md).
-Cost on this project's 2-core CPU (ConvNet-3, DHD, 64 bits, CIFAR-10, 10 images per class, factor 2,
-2 threads, scaled to an idle machine): about 2 s per inner step (all 10 classes) at batch_real 64,
-2.6 s at 128 and 4 s at 256; the 400 decoded synthetic images (forward + backward) cost about as much
-as 1,200 real images (forward only). The cpu preset (1,800 steps) is thus about an hour of matching.
+R x M = 90,000 GPU steps; the measurements behind that choice and the step's cost on a CPU are in
+BENCHMARKS.md ("Equal wall-clock condensation on real CIFAR-10" and "Cost of one distillation
+step and peak memory").
 Ablations (IEM Table 4): use_pool=False draws a fresh random network each outer loop (DM-style);
 factor=1 turns multi-formation off.
 """
@@ -47,6 +44,7 @@ from hashcondense.condense.embedding_matching import EmbeddingMatching
 from hashcondense.condense.method import register_method
 from hashcondense.condense.pool import POOL_FORMAT, ModelPool, perturb_
 from hashcondense.errors import HashCondenseError
+from hashcondense.utils.checks import check_count, is_number
 
 __all__ = ["IEM"]
 
@@ -67,8 +65,7 @@ class IEM(EmbeddingMatching):
         "perturb_min": 0.01,
         "perturb_max": 0.09,
     }
-    # "cpu": the paper's mechanics on a schedule that fits 2 CPU cores (about an hour of matching at
-    # 10 images per class on CIFAR-10; timings and the learning-rate choice in the module docstring).
+    # "cpu": the paper's mechanics on a schedule that fits 2 CPU cores (see the module docstring).
     presets = {"cpu": {"outer_loops": 180, "inner_loops": 10, "lr_img": 0.05}}
 
     @classmethod
@@ -103,14 +100,13 @@ class IEM(EmbeddingMatching):
             ("pool_epochs", "--pool-epochs"),
             ("pool_batch", "pool_batch"),
         ):
-            if isinstance(o[name], bool) or not isinstance(o[name], int) or o[name] < 1:
-                raise HashCondenseError(f"{name}={o[name]!r} cannot work; use a whole number >= 1 ({flag})")
+            check_count(name, o[name], 1, flag)
         lo, hi = o["perturb_min"], o["perturb_max"]
-        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 <= lo <= hi):
+        if not (is_number(lo, minimum=0.0) and is_number(hi) and lo <= hi):
             raise HashCondenseError(
                 f"perturbation range [{lo}, {hi}] cannot work; use 0 <= perturb_min <= perturb_max"
             )
-        if not (isinstance(o["pool_lr"], (int, float)) and o["pool_lr"] > 0):
+        if not is_number(o["pool_lr"], minimum=0.0, strict=True):
             raise HashCondenseError(f"pool_lr={o['pool_lr']!r} cannot work; use a positive learning rate")
         if o["pool_dir"] is None:
             o["pool_dir"] = str(Path(context.out).resolve().parent / ".pool_cache")
