@@ -19,6 +19,18 @@ torch.set_num_threads(2)
 tune_allocator()  # what the CLI does: reuse freed memory instead of page-faulting it in again
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is as fast, and far faster when other jobs share the cores.
+
+    Opt in per module with `pytestmark = pytest.mark.usefixtures("one_thread")`.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def digits():
     from hashcondense.data import load_dataset
