@@ -9,14 +9,7 @@ import torch
 from hashcondense.cli.condense import add_condense_parser, build_condense_config, run_condense_command
 from hashcondense.errors import HashCondenseError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is as fast, and far faster when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run on one thread
 
 
 def parse(*argv):

@@ -11,14 +11,7 @@ from hashcondense.condense import CondenseConfig, ModelPool, condense, perturb_
 from hashcondense.models import create_model
 from hashcondense.runtime import generator
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is as fast, and far faster when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run on one thread
 
 
 def tiny_data(n_per_class=8, classes=3):

@@ -1,14 +1,11 @@
 """CIFAR-10 loader on tiny archives built here in the official layouts, served from 127.0.0.1."""
 
-import functools
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import struct
 import tarfile
-import threading
 
 import numpy as np
 import pytest
@@ -122,29 +119,6 @@ def tiny_python_class(files):
     return TinyPy
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    """(folder, base URL) of a static HTTP server on a free 127.0.0.1 port."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    served = tmp_path / "served"
-    served.mkdir()
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
-
-
 # --------------------------------------------------------------------------------------------------
 def test_declared_release_checksums():
     assert CIFAR10.url == "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -160,14 +134,18 @@ def test_download_binary_release(server, tmp_path):
     (served / "cifar-10-binary.tar.gz").write_bytes(archive)
     root = tmp_path / "root"
     md5 = hashlib.md5(archive).hexdigest()
-    ds = TinyCIFAR10(
-        root,
-        download=True,
-        url=f"{base}/cifar-10-binary.tar.gz",
-        md5=md5,
-        query_per_class=2,
-        train_per_class=3,
-    ).retrieval()
+
+    def fetch():
+        return TinyCIFAR10(
+            root,
+            download=True,
+            url=f"{base}/cifar-10-binary.tar.gz",
+            md5=md5,
+            query_per_class=2,
+            train_per_class=3,
+        ).retrieval()
+
+    ds = fetch()
     images, labels = expected_pool(batches)
     np.testing.assert_array_equal(ds.images, images)
     np.testing.assert_array_equal(ds.labels, labels)
@@ -179,14 +157,7 @@ def test_download_binary_release(server, tmp_path):
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temp files left
     # a second construction with download=True finds the data and fetches nothing
     (served / "cifar-10-binary.tar.gz").unlink()
-    again = TinyCIFAR10(
-        root,
-        download=True,
-        url=f"{base}/cifar-10-binary.tar.gz",
-        md5=md5,
-        query_per_class=2,
-        train_per_class=3,
-    ).retrieval()
+    again = fetch()
     np.testing.assert_array_equal(again.query, ds.query)
 
 

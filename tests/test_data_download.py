@@ -1,11 +1,8 @@
 """download.py: checksums, streamed downloads from 127.0.0.1, safe archive extraction."""
 
-import functools
 import hashlib
-import http.server
 import io
 import tarfile
-import threading
 
 import pytest
 
@@ -16,28 +13,6 @@ from hashcondense.data.download import (
     extract_archive,
 )
 from hashcondense.errors import HashCondenseError
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    served = tmp_path / "served"
-    served.mkdir()
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
 
 
 def _tar(members, mode="w:gz"):

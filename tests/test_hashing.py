@@ -18,13 +18,7 @@ from hashcondense.hashing.orthohash import OrthoHash
 METHODS = {"csq": CSQ, "dhd": DHD, "dpn": DPN, "orthohash": OrthoHash}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: a second thread only adds synchronisation (slow on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run on one thread
 
 
 def _codes(method: HashingMethod, batch: int, seed: int = 0, dtype=torch.float64) -> list[torch.Tensor]:

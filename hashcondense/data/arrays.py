@@ -33,6 +33,7 @@ from typing import IO
 import numpy as np
 
 from hashcondense.data.base import RetrievalDataset
+from hashcondense.data.registry import register_dataset
 from hashcondense.data.splits import check_split, default_split_counts, per_class_split
 from hashcondense.errors import HashCondenseError
 
@@ -478,3 +479,17 @@ def load_folder(
         topk,
         info,
     )
+
+
+@register_dataset("npz", "npz:PATH with 'images' and 'labels' arrays", takes_path=True)
+def _npz_spec(
+    arg: str | None, root: str | None, download: bool, seed: int, size: int | None
+) -> RetrievalDataset:
+    return load_npz(arg or "", split_seed=seed, image_size=size)
+
+
+@register_dataset("folder", "folder:PATH, one sub-folder of images per class", takes_path=True)
+def _folder_spec(
+    arg: str | None, root: str | None, download: bool, seed: int, size: int | None
+) -> RetrievalDataset:
+    return load_folder(arg or "", split_seed=seed, image_size=size)

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from hashcondense.data.arrays import NpzReader
+from hashcondense.data.arrays import NpzReader, resize_images
 from hashcondense.data.base import RetrievalDataset
-from hashcondense.data.download import download_and_extract_archive, file_digest
+from hashcondense.data.download import default_root, download_and_extract_archive, file_digest
+from hashcondense.data.registry import register_dataset
 from hashcondense.data.splits import per_class_split
 from hashcondense.errors import HashCondenseError
 
@@ -428,3 +429,16 @@ def load_cifar10(
 ) -> RetrievalDataset:
     """CIFAR-10 as a RetrievalDataset (DHD protocol by default)."""
     return CIFAR10(root, download, split_seed, query_per_class, train_per_class, url, md5).retrieval()
+
+
+@register_dataset("cifar10", "CIFAR-10, DHD protocol (59,000 / 5,000 / 1,000), mAP@5000")
+def _cifar10_spec(
+    arg: str | None, root: str | None, download: bool, seed: int, size: int | None
+) -> RetrievalDataset:
+    ds = load_cifar10(
+        root if root is not None else default_root("cifar10"), download=download, split_seed=seed
+    )
+    if size is not None and size != ds.image_size:
+        ds.images = resize_images(ds.images, size)
+        ds.info["resize"] = f"32 -> {size} (bilinear, antialiased)"
+    return ds

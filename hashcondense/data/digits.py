@@ -13,6 +13,7 @@ import numpy as np
 
 from hashcondense.data.arrays import channel_stats
 from hashcondense.data.base import RetrievalDataset
+from hashcondense.data.registry import register_dataset
 from hashcondense.data.splits import per_class_split
 from hashcondense.errors import HashCondenseError
 
@@ -72,3 +73,10 @@ def load_digits(
             "flip": False,
         },
     )
+
+
+@register_dataset("digits", "scikit-learn 8x8 digits upsampled to 32x32, 1 channel, demo / tests")
+def _digits_spec(
+    arg: str | None, root: str | None, download: bool, seed: int, size: int | None
+) -> RetrievalDataset:
+    return load_digits(split_seed=seed, image_size=size)

@@ -24,6 +24,7 @@ from hashcondense.errors import HashCondenseError
 
 __all__ = [
     "check_integrity",
+    "default_root",
     "download_and_extract_archive",
     "download_url",
     "extract_archive",
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 USER_AGENT = "hashcondense"
+
+
+def default_root(name: str) -> Path:
+    """Where a downloadable dataset lives when no root is given: $HASHCONDENSE_DATA/<name>."""
+    base = os.environ.get("HASHCONDENSE_DATA") or "~/.cache/hashcondense"
+    return Path(base).expanduser() / name
 
 
 def file_digest(path: str | os.PathLike[str], algorithm: str = "md5") -> str:

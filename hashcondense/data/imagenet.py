@@ -34,6 +34,7 @@ import numpy as np
 
 from hashcondense.data.arrays import IMG_EXTENSIONS, read_images
 from hashcondense.data.base import RetrievalDataset
+from hashcondense.data.registry import register_dataset
 from hashcondense.data.splits import sample_per_class
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.atomic import atomic_write
@@ -265,3 +266,17 @@ def load_imagenet_subset(
         split_seed=int(split_seed),
         info=info,
     )
+
+
+@register_dataset("imagenet10", "ImageNet-10 (IDC classes) from an ImageNet folder, mAP@1000")
+def _imagenet10_spec(
+    arg: str | None, root: str | None, download: bool, seed: int, size: int | None
+) -> RetrievalDataset:
+    return load_imagenet_subset(root, name="imagenet10", image_size=size, split_seed=seed)
+
+
+@register_dataset("imagenet20", "ImageNet-20 (IDC classes) from an ImageNet folder, mAP@1000")
+def _imagenet20_spec(
+    arg: str | None, root: str | None, download: bool, seed: int, size: int | None
+) -> RetrievalDataset:
+    return load_imagenet_subset(root, name="imagenet20", image_size=size, split_seed=seed)

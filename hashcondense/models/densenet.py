@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashcondense.errors import HashCondenseError
-from hashcondense.models.base import Backbone
+from hashcondense.models.common import PooledBackbone, init_weights
 from hashcondense.models.convnet import check_norm, norm2d
 from hashcondense.models.registry import register_model
 
@@ -52,7 +52,7 @@ class Transition(nn.Sequential):
         )
 
 
-class DenseNet(Backbone):
+class DenseNet(PooledBackbone):
     """Stem -> dense blocks joined by transitions -> norm, ReLU, global average pool: (B, feature_dim)."""
 
     def __init__(
@@ -97,27 +97,12 @@ class DenseNet(Backbone):
         self.blocks = nn.Sequential(*stages)
         self.final_norm = norm2d(norm, channels)
         self.feature_dim = channels
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # As torchvision: kaiming normal (fan_in) convs, norms at identity.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        # As torchvision: kaiming normal (fan_in) convs.
+        init_weights(self, lambda m: nn.init.kaiming_normal_(m.weight))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> last feature map after the final norm and ReLU (B, feature_dim, h, w)."""
         return F.relu(self.final_norm(self.blocks(self.stem(x))), inplace=True)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature map -> global average -> (B, feature_dim)."""
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model("densenet121")

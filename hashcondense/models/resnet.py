@@ -12,10 +12,9 @@ IDC's CIFAR-specific ResNet-10 (widths 32/64/128/256, feature 256) is `create_mo
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from hashcondense.models.base import Backbone
+from hashcondense.models.common import FourStageBackbone, init_weights
 from hashcondense.models.convnet import check_norm, norm2d
 from hashcondense.models.registry import register_model
 from hashcondense.models.resnet_ap import stem_for_size
@@ -33,6 +32,11 @@ def shortcut(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Module | Non
     if stride == 1 and in_ch == out_ch:
         return None
     return nn.Sequential(conv(in_ch, out_ch, 1, stride, norm), norm2d(norm, out_ch))
+
+
+def _kaiming_fan_out(m: nn.Conv2d) -> None:
+    # As torchvision and IDC: kaiming normal (fan_out) convs.
+    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 class BasicBlock(nn.Module):
@@ -82,7 +86,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(Backbone):
+class ResNet(FourStageBackbone):
     """Stem -> 4 stages (widths w, 2w, 4w, 8w, times the block expansion) -> global average pool."""
 
     def __init__(
@@ -119,31 +123,7 @@ class ResNet(Backbone):
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.feature_dim = in_ch
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # As torchvision and IDC: kaiming normal (fan_out) convs, norms at identity.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> last feature map (B, feature_dim, h, w)."""
-        x = self.stem(x)
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature map -> global average -> (B, feature_dim)."""
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        init_weights(self, _kaiming_fan_out)
 
 
 @register_model("resnet10")

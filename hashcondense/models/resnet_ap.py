@@ -16,11 +16,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hashcondense.errors import HashCondenseError
-from hashcondense.models.base import Backbone
+from hashcondense.models.common import FourStageBackbone, init_weights
 from hashcondense.models.convnet import check_norm, norm2d
 from hashcondense.models.registry import register_model
 
@@ -42,6 +41,12 @@ def stem_for_size(image_size: int, stem: str = "auto") -> str:
 def conv_s1(in_ch: int, out_ch: int, kernel_size: int, norm: str) -> nn.Conv2d:
     """Stride-1 'same' convolution, with a bias only when no normalisation follows."""
     return nn.Conv2d(in_ch, out_ch, kernel_size, stride=1, padding=kernel_size // 2, bias=norm == "none")
+
+
+def _normal_fan_out(m: nn.Conv2d) -> None:
+    # As IDC (and torchvision): conv ~ N(0, 2 / (k*k*out)).
+    n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+    nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
 
 
 class BasicBlockAP(nn.Module):
@@ -70,7 +75,7 @@ class BasicBlockAP(nn.Module):
         return self.relu(out + shortcut)
 
 
-class ResNetAP(Backbone):
+class ResNetAP(FourStageBackbone):
     """Stem -> 4 stages of BasicBlockAP (widths w, 2w, 4w, 8w) -> global average pool: (B, 8w)."""
 
     def __init__(
@@ -111,32 +116,7 @@ class ResNetAP(Backbone):
             in_ch = out_ch
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.feature_dim = in_ch
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # As IDC (and torchvision): conv ~ N(0, 2 / (k*k*out)), norms at identity.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> last feature map (B, 8w, h, w)."""
-        x = self.stem(x)
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature map -> global average -> (B, feature_dim)."""
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        init_weights(self, _normal_fan_out)
 
 
 @register_model("resnetap10")
