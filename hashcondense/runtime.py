@@ -22,9 +22,8 @@ def tune_allocator() -> bool:
     """Keep freed memory in the process instead of returning it to the OS (glibc on Linux).
 
     Why: a CPU training step allocates and frees activation buffers of 10-130 MB. glibc serves those
-    with fresh mmap pages, so every step page-faults them in again; on the project's 2-core machine
-    this made a ConvNet-3 step at batch 256 (two DHD views) 3.9 s instead of 2.1 s, and single layers
-    up to 5x slower. Disabling mmap for large blocks and heap trimming (mallopt M_MMAP_MAX = 0,
+    with fresh mmap pages, so every step page-faults them in again (about 2x slower ConvNet-3 steps on
+    a 2-core machine; figures in BENCHMARKS.md). Disabling mmap for large blocks and heap trimming (mallopt M_MMAP_MAX = 0,
     M_TRIM_THRESHOLD = max) reuses the memory instead; the cost is that the process keeps its peak
     heap until it exits. Same effect as running under jemalloc with
     MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1. Set HASHCONDENSE_MALLOC_TUNE=0 to opt out.

@@ -31,6 +31,7 @@ __all__ = [
     "CondenseConfig",
     "DatasetInfo",
     "ENGINE_DEFAULTS",
+    "IDC_FRAMEWORK",
     "RESUME_FREE",
     "SETTING_NAMES",
     "Settings",
@@ -56,6 +57,20 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "checkpoint_every": 1,
 }
 SETTING_NAMES: tuple[str, ...] = tuple(ENGINE_DEFAULTS)
+# IDC's matching set-up (snu-mllab/Efficient-Dataset-Condensation `condense.py`): image SGD in pixel
+# units scaled by ipc / 10 and clamped, real batch 64, at most 128 decoded images per class and step,
+# its own order of the color_crop_cutout augmentation. IDC and IEM (built on IDC's code) both use it.
+IDC_FRAMEWORK: dict[str, Any] = {
+    "momentum": 0.5,
+    "batch_real": 64,
+    "batch_syn_max": 128,
+    "lr_space": "pixel",
+    "lr_scale_ipc": True,
+    "clamp": True,
+    "aug_strategy": "color_crop_cutout",
+    "aug_mode": "idc",
+    "checkpoint_every": 1,
+}
 LR_SPACES = ("normalized", "pixel")
 RESUME_FREE = frozenset(
     {

@@ -15,9 +15,8 @@ all queries. ``topk`` = -1, None or >= N means the whole database.
 
 Speed: keys ``stride * distance + index`` come out of one float32 matrix product per chunk of queries;
 an O(N) partial sort (`np.partition`) picks the K smallest keys, and only those K are sorted; chunks run
-on parallel threads. For 1,000 queries x 59,000 codes x 64 bits at K = 5,000 this costs about 0.35
-CPU-seconds: 0.5-0.65 s wall measured on two cores shared with other jobs (load average ~7), against
-3.7 CPU-seconds for a full stable argsort per query (bench/bench_map.py).
+on parallel threads, about 16x faster than a full stable argsort per query (bench/bench_map.py;
+figures in BENCHMARKS.md).
 
 Example:
     >>> from hashcondense.retrieval import evaluate_retrieval, mean_average_precision

@@ -1,7 +1,7 @@
 """DM: Dataset Condensation with Distribution Matching (Zhao & Bilen, WACV 2023).
 
 Each iteration draws a fresh randomly initialised network (frozen) and matches the mean embedding of
-a real batch and of the synthetic images of every class (`matching.EmbeddingMatching`); the class
+a real batch and of the synthetic images of every class (`embedding_matching.EmbeddingMatching`); the class
 losses are summed and the images take one SGD step. Settings of DM's code (VICO-UoE/
 DatasetCondensation `main_DM.py`): lr_img 1.0 on normalised images, momentum 0.5, batch_real 256,
 20,000 iterations, real-image initialisation, DSA strategy color_crop_cutout_flip_scale_rotate with

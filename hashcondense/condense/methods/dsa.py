@@ -1,6 +1,6 @@
 """DSA: Dataset Condensation with Differentiable Siamese Augmentation (Zhao & Bilen, ICML 2021).
 
-Gradient matching (`gradient.GradientMatching`) of the hashing method's loss groups, as the IEM paper
+Gradient matching (`gradient_matching.GradientMatching`) of the hashing method's loss groups, as the IEM paper
 runs its DSA baseline (appendix B.2: DHD's D1 = L_SDH + L_bce-Q on encoder + hash layer, D2 = L_HP on
 the proxies), with DC/DSA's settings (VICO-UoE/DatasetCondensation `main.py` with --method DSA,
 `utils.py` `get_loops`, `match_loss`, `ParamDiffAug`):

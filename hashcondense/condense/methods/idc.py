@@ -1,6 +1,6 @@
 """IDC: Dataset Condensation via Efficient Synthetic-Data Parameterization (Kim et al., ICML 2022).
 
-Gradient matching (`gradient.GradientMatching`) of the hashing method's loss groups as the IEM paper
+Gradient matching (`gradient_matching.GradientMatching`) of the hashing method's loss groups as the IEM paper
 runs its IDC baseline (appendix B.2, Algorithm 2: DHD's D1 = L_SDH + L_bce-Q on encoder + hash layer,
 D2 = L_HP on the proxies; between matching steps the network trains on real data with CutMix), with
 the settings of IDC's code (snu-mllab/Efficient-Dataset-Condensation `condense.py`, `argument.py`,
@@ -25,7 +25,7 @@ the settings of IDC's code (snu-mllab/Efficient-Dataset-Condensation `condense.p
   otherwise, but IEM Algorithm 2 / DESIGN give 0.5, used everywhere here).
 - `early` 10 epochs of training on the real split for every fresh ImageNet network (reproduce,
   ImageNet-10; also used for ImageNet-20, which IDC does not cover); 0 at 32 px.
-Not followed: IDC's class-wise image step (the engine steps once on the summed loss, see base.py), its
+Not followed: IDC's class-wise image step (the engine steps once on the summed loss, see method.py), its
 stateful per-class real-data queues (the engine samples statelessly), and the 'bound' decode it uses
 at factor >= 3 with ipc >= 20.
 Preset "cpu": R = 20 outer loops of M = 20 inner steps, net_images 256 (and early_epochs 1 on
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hashcondense.condense.config import DatasetInfo
+from hashcondense.condense.config import IDC_FRAMEWORK, DatasetInfo
 from hashcondense.condense.gradient_matching import GradientMatching
 from hashcondense.condense.method import register_method
 
@@ -74,15 +74,7 @@ class IDC(GradientMatching):
             "outer_loops": 500 if large else 2000,
             "inner_loops": 100,
             "lr_img": 3e-3 * (info.image_size / 224) ** 2 if large else 5e-3,
-            "momentum": 0.5,
-            "batch_real": 64,
-            "batch_syn_max": 128,
-            "lr_space": "pixel",
-            "lr_scale_ipc": True,
-            "clamp": True,
-            "aug_strategy": "color_crop_cutout",
-            "aug_mode": "idc",
-            "checkpoint_every": 1,
+            **IDC_FRAMEWORK,
         }
 
     def fill_options(self) -> None:

@@ -6,7 +6,7 @@
 3. Each outer loop r draws one member uniformly (stream (seed, POOL_PICK, r)) and perturbs it
    (`pool.perturb_`, stream (seed, PERTURB, r)); the network is frozen. Each inner step matches, per
    class, the mean embedding of an augmented real batch and of the augmented decoded synthetic images
-   (`matching.EmbeddingMatching`, siamese augmentation) and takes one SGD step on the stored images.
+   (`embedding_matching.EmbeddingMatching`, siamese augmentation) and takes one SGD step on the stored images.
 
 Defaults (the paper's where it gives them, else IDC's framework, which IEM is built on):
 - R = 300 outer loops at 32 px, 200 on ImageNet subsets; M = 300 inner steps (CIFAR-10), 200
@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from hashcondense.condense.config import DatasetInfo
+from hashcondense.condense.config import IDC_FRAMEWORK, DatasetInfo
 from hashcondense.condense.context import CondenseContext, Streams, derive_seed
 from hashcondense.condense.embedding_matching import EmbeddingMatching
 from hashcondense.condense.method import register_method
@@ -77,15 +77,7 @@ class IEM(EmbeddingMatching):
             "outer_loops": 200 if imagenet else 300,
             "inner_loops": 200 if imagenet else 300,
             "lr_img": lr,
-            "momentum": 0.5,
-            "batch_real": 64,
-            "batch_syn_max": 128,
-            "lr_space": "pixel",
-            "lr_scale_ipc": True,
-            "clamp": True,
-            "aug_strategy": "color_crop_cutout",
-            "aug_mode": "idc",
-            "checkpoint_every": 1,
+            **IDC_FRAMEWORK,
         }
 
     def __init__(self, context: CondenseContext, **options: Any) -> None:
