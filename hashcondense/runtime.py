@@ -24,8 +24,8 @@ def tune_allocator() -> bool:
     Why: a CPU training step allocates and frees activation buffers of 10-130 MB. glibc serves those
     with fresh mmap pages, so every step page-faults them in again (about 2x slower ConvNet-3 steps on
     a 2-core machine; figures in BENCHMARKS.md). Disabling mmap for large blocks and heap trimming
-    (mallopt M_MMAP_MAX = 0, M_TRIM_THRESHOLD = max) reuses the memory instead; the cost is that the process keeps its peak
-    heap until it exits. Same effect as running under jemalloc with
+    (mallopt M_MMAP_MAX = 0, M_TRIM_THRESHOLD = max) reuses the memory instead; the cost is that the
+    process keeps its peak heap until it exits. Same effect as running under jemalloc with
     MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1. Set HASHCONDENSE_MALLOC_TUNE=0 to opt out.
     Returns True when the allocator was tuned (idempotent; a no-op off glibc).
     """
