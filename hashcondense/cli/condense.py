@@ -18,6 +18,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from hashcondense.cli.overlay import load_config, overlay
 from hashcondense.errors import HashCondenseError
 
 if TYPE_CHECKING:
@@ -46,7 +47,10 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--dataset", default=None, help="digits | cifar10 | imagenet10 | imagenet20 | npz:PATH | folder:PATH"
     )
     d.add_argument("--root", default=None, help="dataset root folder")
-    d.add_argument("--download", action="store_true", help="download the dataset if missing (cifar10)")
+    # default None, not False: an unset flag must leave a --config file's value alone
+    d.add_argument(
+        "--download", action="store_true", default=None, help="download the dataset if missing (cifar10)"
+    )
     d.add_argument("--split-seed", type=int, default=None, help="seed of the retrieval split draw (0)")
     d.add_argument("--image-size", type=int, default=None, help="resolution for ImageNet / folder data")
 
@@ -124,28 +128,15 @@ def _parse_option(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), parsed
 
 
-# CondenseConfig fields that a flag of the same name (argparse dest) sets when given.
-_FLAG_FIELDS = (
-    "dataset", "root", "split_seed", "image_size", "method", "preset", "ipc", "factor", "outer_loops",
-    "inner_loops", "lr_img", "batch_real", "batch_syn_max", "aug_strategy", "aug_mode", "hashing", "arch",
-    "bits", "seed", "device", "time_budget", "checkpoint_every", "out",
-)
-
-
-def _load_config_file(path_text: str) -> dict[str, Any]:
-    from pathlib import Path
-
-    path = Path(path_text)
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise HashCondenseError(
-            f"cannot read config {path}: {exc}; pass a condensation run's config.json"
-        ) from None
-    base = loaded.get("config", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(base, dict):
-        raise HashCondenseError(f"config {path} is not a JSON object; pass a condensation run's config.json")
-    return dict(base)
+def _options(base: dict[str, Any] | None, args: argparse.Namespace) -> dict[str, Any]:
+    """The method options: the file's, then each --option, then the pool flags (IEM option names)."""
+    options = dict(base or {})
+    options.update(dict(_parse_option(o) for o in args.option))
+    pool = {"pool_size": args.pool_size, "pool_epochs": args.pool_epochs, "pool_dir": args.pool_dir}
+    options.update({key: value for key, value in pool.items() if value is not None})
+    if args.no_pool:
+        options["use_pool"] = False
+    return options
 
 
 def build_condense_config(args: argparse.Namespace) -> CondenseConfig:
@@ -153,37 +144,22 @@ def build_condense_config(args: argparse.Namespace) -> CondenseConfig:
     every flag given on the command line laid over it. A run's config.json re-runs that run."""
     from hashcondense.condense import CondenseConfig
 
-    base = _load_config_file(args.config) if getattr(args, "config", None) else {}
+    path = getattr(args, "config", None)
+    base = load_config(path, "a condensation run's config.json") if path else {}
+    config = overlay(base, args, CondenseConfig, skip=("resume", "overwrite"))
+    config["options"] = _options(config.get("options"), args)
     # What decides where a re-run writes or whether it continues is the caller's, not the file's.
-    for key in ("resume", "overwrite"):
-        base.pop(key, None)
-    for key in _FLAG_FIELDS:
-        value = getattr(args, key, None)
-        if value is not None:
-            base[key] = value
-    options: dict[str, Any] = dict(base.get("options") or {})
-    options.update(dict(_parse_option(o) for o in args.option))
-    if args.pool_size is not None:
-        options["pool_size"] = args.pool_size
-    if args.pool_epochs is not None:
-        options["pool_epochs"] = args.pool_epochs
-    if args.pool_dir is not None:
-        options["pool_dir"] = args.pool_dir
-    if args.no_pool:
-        options["use_pool"] = False
-    base["options"] = options
-    if args.download:
-        base["download"] = True
-    base["resume"] = bool(args.resume)
-    base["overwrite"] = bool(args.overwrite)
+    config["resume"] = bool(args.resume)
+    config["overwrite"] = bool(args.overwrite)
     if args.quiet:
-        base["show_progress"] = False
+        config["show_progress"] = False
     if args.no_images:
-        base["export_images"] = False
-    missing = [f"--{k.replace('_', '-')}" for k in ("dataset", "method", "ipc", "out") if base.get(k) is None]
+        config["export_images"] = False
+    required = ("dataset", "method", "ipc", "out")
+    missing = [f"--{k.replace('_', '-')}" for k in required if config.get(k) is None]
     if missing:
         raise HashCondenseError(f"{', '.join(missing)} required (or a --config that sets them)")
-    return CondenseConfig.from_dict(base)
+    return CondenseConfig.from_dict(config)
 
 
 def run_condense_command(args: argparse.Namespace) -> int:

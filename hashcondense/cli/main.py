@@ -10,14 +10,13 @@ A user mistake prints one line on stderr and exits with status 2 (no traceback).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from hashcondense import __version__
+from hashcondense.cli.overlay import load_config, overlay
 from hashcondense.errors import HashCondenseError
 
 __all__ = ["main"]
@@ -128,80 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _set(target: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        target[key] = value
-
-
 def _eval_config(args: argparse.Namespace):
     from hashcondense.evaluate import EvalConfig
 
-    base: dict[str, Any] = {}
-    if args.config:
-        path = Path(args.config)
-        try:
-            loaded = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise HashCondenseError(
-                f"cannot read config {path}: {exc}; pass a config.json from a run"
-            ) from None
-        base = loaded.get("config", loaded) if isinstance(loaded, dict) else None
-        if not isinstance(base, dict):
-            raise HashCondenseError(f"config {path} is not a JSON object; pass a config.json from a run")
-    for key in (
-        "dataset",
-        "root",
-        "download",
-        "split_seed",
-        "image_size",
-        "train_set",
-        "hashing",
-        "arch",
-        "bits",
-        "seed",
-        "device",
-        "topk",
-        "out",
-    ):
-        _set(base, key, getattr(args, key, None))
-    train = base.get("train", {})
-    if not isinstance(train, dict):
-        raise HashCondenseError(
-            f"config key train = {train!r} should be an object; correct it in the config file"
-        )
-    train = dict(train)
-    for key in (
-        "epochs",
-        "auto_steps",
-        "batch_size",
-        "lr",
-        "backbone_lr_scale",
-        "weight_decay",
-        "schedule",
-        "optimizer",
-        "momentum",
-        "cutmix_prob",
-        "cutmix_beta",
-        "views",
-    ):
-        _set(train, key, getattr(args, key, None))
+    base = load_config(args.config, "a config.json from a run") if args.config else {}
+    config = overlay(base, args, EvalConfig, skip=("eval_epochs", "resume"))
     if args.no_augment:
-        train["augment"] = False
+        config["train"]["augment"] = False
     if args.eval_epochs:
         try:
-            train["eval_epochs"] = [int(e) for e in args.eval_epochs.split(",") if e.strip()]
+            config["train"]["eval_epochs"] = [int(e) for e in args.eval_epochs.split(",") if e.strip()]
         except ValueError:
             raise HashCondenseError(
                 "--eval-epochs takes comma-separated whole numbers, e.g. 10,20,40"
             ) from None
-    base["train"] = train
     if args.quiet:
-        base["show_progress"] = False
-    base["resume"] = bool(args.resume)
-    _set(base, "checkpoint_seconds", args.checkpoint_seconds)
-    if not base.get("out"):
+        config["show_progress"] = False
+    # Whether a re-run continues is the caller's to say, not the file's.
+    config["resume"] = bool(args.resume)
+    if not config.get("out"):
         raise HashCondenseError("--out is required: the run directory to write")
-    return EvalConfig.from_dict(base)
+    return EvalConfig.from_dict(config)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
