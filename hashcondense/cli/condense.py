@@ -1,6 +1,6 @@
-"""The `condense` sub-command: argparse wiring and handler (hooked into `hashcondense.cli`).
+"""The `condense` sub-command: condense a dataset's train split into a synthetic set.
 
-    hashcondense condense --dataset NAME [--root DIR] --method {random,dm,dsa,idc,iem} --ipc N
+    hashcondense condense --dataset NAME [--root DIR] --method METHOD --ipc N
         [--factor F] [--outer-loops R] [--inner-loops M] [--hash NAME] [--arch NAME] [--bits B]
         [--lr-img X] [--batch-real N] [--time-budget SECONDS] [--resume] [--seed S] [--device D]
         [--pool-size K] [--pool-epochs E] [--no-pool] --out DIR
@@ -18,6 +18,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from hashcondense.cli import common
 from hashcondense.cli.overlay import load_config, overlay
 from hashcondense.errors import HashCondenseError
 
@@ -26,59 +27,50 @@ if TYPE_CHECKING:
 
 __all__ = ["add_condense_parser", "build_condense_config", "run_condense_command"]
 
-METHODS_HELP = "random | dm | dsa | idc | iem"
+
+# Its line in `hashcondense --help`, and the head of `hashcondense condense --help`.
+_SUMMARY = "condense a dataset's train split into a synthetic set"
+_DESCRIPTION = (
+    "Condense a dataset's train split into a synthetic set of --ipc stored images per class; "
+    "writes OUT/synthetic.safetensors and its card. Unset options take the method's defaults."
+)
 
 
 def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the `condense` sub-command to an argparse sub-parsers object and return its parser."""
-    p = subparsers.add_parser(
-        "condense",
-        help="condense a dataset's train split into a synthetic set",
-        description="Condense a dataset's train split into a synthetic set of --ipc stored images per class; "
-        "writes OUT/synthetic.safetensors and its card. Unset options take the method's defaults.",
-    )
+    """The `condense` sub-command's parser, added to an argparse sub-parsers object."""
+    p = common.add_command(subparsers, "condense", run_condense_command, _SUMMARY, _DESCRIPTION)
     p.add_argument(
         "--config",
-        default=None,
         help="a saved config: a run's config.json or a file of CondenseConfig fields (flags override it)",
     )
-    d = p.add_argument_group("data")
-    d.add_argument(
-        "--dataset", default=None, help="digits | cifar10 | imagenet10 | imagenet20 | npz:PATH | folder:PATH"
-    )
-    d.add_argument("--root", default=None, help="dataset root folder")
-    # default None, not False: an unset flag must leave a --config file's value alone
-    d.add_argument(
-        "--download", action="store_true", default=None, help="download the dataset if missing (cifar10)"
-    )
-    d.add_argument("--split-seed", type=int, default=None, help="seed of the retrieval split draw (0)")
-    d.add_argument("--image-size", type=int, default=None, help="resolution for ImageNet / folder data")
+    common.add_data_options(p, "required unless in --config")
+    _add_method_options(p)
+    common.add_network_options(p)
+    _add_pool_options(p)
+    run = common.add_run_options(p)
+    run.add_argument("--time-budget", type=float, help="stop after this many seconds of distillation")
+    run.add_argument("--checkpoint-every", type=int, help="outer loops between checkpoints")
+    run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    run.add_argument("--overwrite", action="store_true", help="replace a set or checkpoint already in OUT")
+    run.add_argument("--no-images", action="store_true", help="skip the OUT/images/<class>/<i>.png export")
+    return p
 
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("method (unset = the method's default)")
-    m.add_argument("--method", default=None, help=METHODS_HELP)
-    m.add_argument("--ipc", type=int, default=None, help="stored images per class")
+    m.add_argument("--method", help="condensation method: {methods} (required unless in --config)")
+    m.add_argument("--ipc", type=int, help="stored images per class (required unless in --config)")
+    m.add_argument("--preset", help="loop settings of the method: paper (default) or cpu (CPU-sized)")
+    m.add_argument("--factor", type=int, help="multi-formation factor (1 = off; iem: 2 at 32 px)")
+    m.add_argument("--outer-loops", type=int, help="R: outer loops (dm: iterations)")
+    m.add_argument("--inner-loops", type=int, help="M: inner steps per outer loop")
+    m.add_argument("--lr-img", type=float, help="learning rate of the stored images")
+    m.add_argument("--batch-real", type=int, help="real images per class and step")
     m.add_argument(
-        "--preset", default=None, help="loop settings of the method: paper (default) or cpu (CPU-sized)"
+        "--batch-syn-max", type=int, help="most decoded synthetic images per class and step (0 = all)"
     )
-    m.add_argument(
-        "--factor", type=int, default=None, help="multi-formation factor (1 = off; iem: 2 at 32 px)"
-    )
-    m.add_argument("--outer-loops", type=int, default=None, help="R: outer loops (dm: iterations)")
-    m.add_argument("--inner-loops", type=int, default=None, help="M: inner steps per outer loop")
-    m.add_argument("--lr-img", type=float, default=None, help="learning rate of the stored images")
-    m.add_argument("--batch-real", type=int, default=None, help="real images per class and step")
-    m.add_argument(
-        "--batch-syn-max",
-        type=int,
-        default=None,
-        help="at most this many decoded synthetic images per class and step (0 = all)",
-    )
-    m.add_argument(
-        "--aug-strategy", default=None, help="DSA groups joined by '_' (e.g. color_crop_cutout), or none"
-    )
-    m.add_argument(
-        "--aug-mode", default=None, choices=["single", "all", "idc"], help="how DSA groups are applied"
-    )
+    m.add_argument("--aug-strategy", help="DSA groups joined by '_' (e.g. color_crop_cutout), or none")
+    m.add_argument("--aug-mode", choices=["single", "all", "idc"], help="how DSA groups are applied")
     m.add_argument(
         "--option",
         action="append",
@@ -87,34 +79,13 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a method-specific option (value parsed as JSON when possible); repeatable",
     )
 
-    n = p.add_argument_group("networks")
-    n.add_argument("--hash", dest="hashing", default=None, help="hashing method (default dhd)")
-    n.add_argument("--arch", default=None, help="network (default convnet3)")
-    n.add_argument("--bits", type=int, default=None, help="hash code length (default 64)")
 
+def _add_pool_options(p: argparse.ArgumentParser) -> None:
     i = p.add_argument_group("iem model pool")
-    i.add_argument("--pool-size", type=int, default=None, help="early-stage networks in the pool (default 5)")
-    i.add_argument(
-        "--pool-epochs", type=int, default=None, help="training epochs per member (default 2, ImageNet 10)"
-    )
-    i.add_argument("--pool-dir", default=None, help="pool cache folder (default OUT/../.pool_cache)")
+    i.add_argument("--pool-size", type=int, help="early-stage networks in the pool (default 5)")
+    i.add_argument("--pool-epochs", type=int, help="training epochs per member (default 2, ImageNet 10)")
+    i.add_argument("--pool-dir", help="pool cache folder (default OUT/../.pool_cache)")
     i.add_argument("--no-pool", action="store_true", help="a fresh random network per outer loop (ablation)")
-
-    r = p.add_argument_group("run")
-    r.add_argument("--seed", type=int, default=None, help="default 0")
-    r.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    r.add_argument(
-        "--time-budget", type=float, default=None, help="stop after this many seconds of distillation"
-    )
-    r.add_argument("--checkpoint-every", type=int, default=None, help="outer loops between checkpoints")
-    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
-    r.add_argument("--overwrite", action="store_true", help="replace a set or checkpoint already in OUT")
-    r.add_argument("--no-images", action="store_true", help="skip the OUT/images/<class>/<i>.png export")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.add_argument("--out", default=None, help="run directory to write (required unless in --config)")
-    p.set_defaults(handler=run_condense_command)
-    return p
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -139,6 +110,10 @@ def _options(base: dict[str, Any] | None, args: argparse.Namespace) -> dict[str,
     return options
 
 
+# Flags named after a config field that do not set it as given: see build_condense_config.
+_SPECIAL = ("resume", "overwrite")
+
+
 def build_condense_config(args: argparse.Namespace) -> CondenseConfig:
     """The `CondenseConfig` described by parsed `condense` arguments: the `--config` file (if any) with
     every flag given on the command line laid over it. A run's config.json re-runs that run."""
@@ -146,7 +121,7 @@ def build_condense_config(args: argparse.Namespace) -> CondenseConfig:
 
     path = getattr(args, "config", None)
     base = load_config(path, "a condensation run's config.json") if path else {}
-    config = overlay(base, args, CondenseConfig, skip=("resume", "overwrite"))
+    config = overlay(base, args, CondenseConfig, skip=_SPECIAL)
     config["options"] = _options(config.get("options"), args)
     # What decides where a re-run writes or whether it continues is the caller's, not the file's.
     config["resume"] = bool(args.resume)
@@ -166,10 +141,7 @@ def run_condense_command(args: argparse.Namespace) -> int:
     """Handler of `hashcondense condense`: run it and print a one-line summary; returns 0."""
     from hashcondense.condense import condense
 
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(int(args.threads))
+    common.apply_threads(args)
     result = condense(build_condense_config(args))
     print(result.summary())
     return 0

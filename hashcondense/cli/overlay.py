@@ -1,11 +1,11 @@
 """From a command line to a config dict: the `--config` file as the base, the flags given laid over it.
 
 `overlay` matches flags to config fields by name: a flag whose argparse `dest` is a field name of the
-config dataclass sets that field when it was given (its value is not None, so such flags default to
-None), and a field holding a nested dataclass (`EvalConfig.train`) takes the flags named after its own
-fields. A new config field therefore needs only a flag of the same name. Flags that map otherwise
-(--no-augment, --quiet, ...) are the sub-command's to handle; it names them in `skip` where a field
-shares their name.
+config dataclass sets that field when it was given, i.e. its value is not None (argparse's default; a
+store_true flag taken this way says default=None), and a field holding a nested dataclass
+(`EvalConfig.train`) takes the flags named after its own fields. A new config field therefore needs
+only a flag of the same name. Flags that map otherwise (--no-augment, --quiet, ...) are the
+sub-command's to handle; it names them in `skip` where a field shares their name.
 """
 
 from __future__ import annotations
