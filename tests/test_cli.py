@@ -183,3 +183,31 @@ def test_config_file_mistakes_are_one_line_and_status_2(tmp_path, capsys, config
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_building_the_parser_does_not_import_torch():
+    """A mistyped flag is answered at once: the registries (and torch) are read only to print help."""
+    probe = "import importlib, sys; importlib.import_module('hashcondense.cli.main').build_parser(); "
+    probe += "print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["False"]
+
+
+@pytest.mark.parametrize("command", ["train", "condense"])
+def test_help_names_every_registered_method(capsys, command):
+    from hashcondense.condense import list_methods
+    from hashcondense.data import list_datasets
+    from hashcondense.hashing import list_hashing
+    from hashcondense.models import list_models
+
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    expected = [*list_hashing(), *list_models(), *list_datasets()]
+    expected += list_methods() if command == "condense" else []
+    for name in expected:
+        assert name in text, name
+    assert not any(f"{{{registry}}}" in text for registry in ("datasets", "models", "hashing", "methods"))
+    if command == "train":
+        assert text.count("default ") > 10 and "Train a hashing network" in text

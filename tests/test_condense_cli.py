@@ -148,3 +148,28 @@ def test_config_errors_are_one_line(tmp_path):
     bad.write_text('{"config": {"dataset": "digits", "ipc": 1, "method": "dm", "out": "x", "colour": 1}}')
     with pytest.raises(HashCondenseError, match="unknown condense config keys"):
         build_condense_config(parse("--config", str(bad)))
+
+
+def test_overlay_sets_the_fields_named_by_given_flags():
+    from dataclasses import dataclass, field
+
+    from hashcondense.cli.overlay import overlay
+
+    @dataclass
+    class Inner:
+        lr: float = 1.0
+        eval_epochs: list = field(default_factory=list)
+
+    @dataclass
+    class Outer:
+        seed: int = 0
+        out: str = "runs"
+        inner: Inner = field(default_factory=Inner)
+
+    args = argparse.Namespace(seed=None, out="o", lr=0.5, eval_epochs="1,2", threads=2)
+    base = {"seed": 3, "inner": {"lr": 2.0, "eval_epochs": [4]}}
+    merged = overlay(base, args, Outer, skip=("eval_epochs",))
+    assert merged == {"seed": 3, "out": "o", "inner": {"lr": 0.5, "eval_epochs": [4]}}
+    assert base == {"seed": 3, "inner": {"lr": 2.0, "eval_epochs": [4]}}  # the caller's dict is kept
+    with pytest.raises(HashCondenseError, match="config key inner = 3 should be an object"):
+        overlay({"inner": 3}, args, Outer)

@@ -1,6 +1,6 @@
-"""The `condense` sub-command: argparse wiring and handler (hooked into `hashcondense.cli`).
+"""The `condense` sub-command: condense a dataset's train split into a synthetic set.
 
-    hashcondense condense --dataset NAME [--root DIR] --method {random,dm,dsa,idc,iem} --ipc N
+    hashcondense condense --dataset NAME [--root DIR] --method METHOD --ipc N
         [--factor F] [--outer-loops R] [--inner-loops M] [--hash NAME] [--arch NAME] [--bits B]
         [--lr-img X] [--batch-real N] [--time-budget SECONDS] [--resume] [--seed S] [--device D]
         [--pool-size K] [--pool-epochs E] [--no-pool] --out DIR
@@ -18,6 +18,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from hashcondense.cli import common
+from hashcondense.cli.overlay import load_config, overlay
 from hashcondense.errors import HashCondenseError
 
 if TYPE_CHECKING:
@@ -25,56 +27,50 @@ if TYPE_CHECKING:
 
 __all__ = ["add_condense_parser", "build_condense_config", "run_condense_command"]
 
-METHODS_HELP = "random | dm | dsa | idc | iem"
+
+# Its line in `hashcondense --help`, and the head of `hashcondense condense --help`.
+_SUMMARY = "condense a dataset's train split into a synthetic set"
+_DESCRIPTION = (
+    "Condense a dataset's train split into a synthetic set of --ipc stored images per class; "
+    "writes OUT/synthetic.safetensors and its card. Unset options take the method's defaults."
+)
 
 
 def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the `condense` sub-command to an argparse sub-parsers object and return its parser."""
-    p = subparsers.add_parser(
-        "condense",
-        help="condense a dataset's train split into a synthetic set",
-        description="Condense a dataset's train split into a synthetic set of --ipc stored images per class; "
-        "writes OUT/synthetic.safetensors and its card. Unset options take the method's defaults.",
-    )
+    """The `condense` sub-command's parser, added to an argparse sub-parsers object."""
+    p = common.add_command(subparsers, "condense", run_condense_command, _SUMMARY, _DESCRIPTION)
     p.add_argument(
         "--config",
-        default=None,
         help="a saved config: a run's config.json or a file of CondenseConfig fields (flags override it)",
     )
-    d = p.add_argument_group("data")
-    d.add_argument(
-        "--dataset", default=None, help="digits | cifar10 | imagenet10 | imagenet20 | npz:PATH | folder:PATH"
-    )
-    d.add_argument("--root", default=None, help="dataset root folder")
-    d.add_argument("--download", action="store_true", help="download the dataset if missing (cifar10)")
-    d.add_argument("--split-seed", type=int, default=None, help="seed of the retrieval split draw (0)")
-    d.add_argument("--image-size", type=int, default=None, help="resolution for ImageNet / folder data")
+    common.add_data_options(p, "required unless in --config")
+    _add_method_options(p)
+    common.add_network_options(p)
+    _add_pool_options(p)
+    run = common.add_run_options(p)
+    run.add_argument("--time-budget", type=float, help="stop after this many seconds of distillation")
+    run.add_argument("--checkpoint-every", type=int, help="outer loops between checkpoints")
+    run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    run.add_argument("--overwrite", action="store_true", help="replace a set or checkpoint already in OUT")
+    run.add_argument("--no-images", action="store_true", help="skip the OUT/images/<class>/<i>.png export")
+    return p
 
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("method (unset = the method's default)")
-    m.add_argument("--method", default=None, help=METHODS_HELP)
-    m.add_argument("--ipc", type=int, default=None, help="stored images per class")
+    m.add_argument("--method", help="condensation method: {methods} (required unless in --config)")
+    m.add_argument("--ipc", type=int, help="stored images per class (required unless in --config)")
+    m.add_argument("--preset", help="loop settings of the method: paper (default) or cpu (CPU-sized)")
+    m.add_argument("--factor", type=int, help="multi-formation factor (1 = off; iem: 2 at 32 px)")
+    m.add_argument("--outer-loops", type=int, help="R: outer loops (dm: iterations)")
+    m.add_argument("--inner-loops", type=int, help="M: inner steps per outer loop")
+    m.add_argument("--lr-img", type=float, help="learning rate of the stored images")
+    m.add_argument("--batch-real", type=int, help="real images per class and step")
     m.add_argument(
-        "--preset", default=None, help="loop settings of the method: paper (default) or cpu (CPU-sized)"
+        "--batch-syn-max", type=int, help="most decoded synthetic images per class and step (0 = all)"
     )
-    m.add_argument(
-        "--factor", type=int, default=None, help="multi-formation factor (1 = off; iem: 2 at 32 px)"
-    )
-    m.add_argument("--outer-loops", type=int, default=None, help="R: outer loops (dm: iterations)")
-    m.add_argument("--inner-loops", type=int, default=None, help="M: inner steps per outer loop")
-    m.add_argument("--lr-img", type=float, default=None, help="learning rate of the stored images")
-    m.add_argument("--batch-real", type=int, default=None, help="real images per class and step")
-    m.add_argument(
-        "--batch-syn-max",
-        type=int,
-        default=None,
-        help="at most this many decoded synthetic images per class and step (0 = all)",
-    )
-    m.add_argument(
-        "--aug-strategy", default=None, help="DSA groups joined by '_' (e.g. color_crop_cutout), or none"
-    )
-    m.add_argument(
-        "--aug-mode", default=None, choices=["single", "all", "idc"], help="how DSA groups are applied"
-    )
+    m.add_argument("--aug-strategy", help="DSA groups joined by '_' (e.g. color_crop_cutout), or none")
+    m.add_argument("--aug-mode", choices=["single", "all", "idc"], help="how DSA groups are applied")
     m.add_argument(
         "--option",
         action="append",
@@ -83,34 +79,13 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a method-specific option (value parsed as JSON when possible); repeatable",
     )
 
-    n = p.add_argument_group("networks")
-    n.add_argument("--hash", dest="hashing", default=None, help="hashing method (default dhd)")
-    n.add_argument("--arch", default=None, help="network (default convnet3)")
-    n.add_argument("--bits", type=int, default=None, help="hash code length (default 64)")
 
+def _add_pool_options(p: argparse.ArgumentParser) -> None:
     i = p.add_argument_group("iem model pool")
-    i.add_argument("--pool-size", type=int, default=None, help="early-stage networks in the pool (default 5)")
-    i.add_argument(
-        "--pool-epochs", type=int, default=None, help="training epochs per member (default 2, ImageNet 10)"
-    )
-    i.add_argument("--pool-dir", default=None, help="pool cache folder (default OUT/../.pool_cache)")
+    i.add_argument("--pool-size", type=int, help="early-stage networks in the pool (default 5)")
+    i.add_argument("--pool-epochs", type=int, help="training epochs per member (default 2, ImageNet 10)")
+    i.add_argument("--pool-dir", help="pool cache folder (default OUT/../.pool_cache)")
     i.add_argument("--no-pool", action="store_true", help="a fresh random network per outer loop (ablation)")
-
-    r = p.add_argument_group("run")
-    r.add_argument("--seed", type=int, default=None, help="default 0")
-    r.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    r.add_argument(
-        "--time-budget", type=float, default=None, help="stop after this many seconds of distillation"
-    )
-    r.add_argument("--checkpoint-every", type=int, default=None, help="outer loops between checkpoints")
-    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
-    r.add_argument("--overwrite", action="store_true", help="replace a set or checkpoint already in OUT")
-    r.add_argument("--no-images", action="store_true", help="skip the OUT/images/<class>/<i>.png export")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.add_argument("--out", default=None, help="run directory to write (required unless in --config)")
-    p.set_defaults(handler=run_condense_command)
-    return p
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -124,28 +99,19 @@ def _parse_option(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), parsed
 
 
-# CondenseConfig fields that a flag of the same name (argparse dest) sets when given.
-_FLAG_FIELDS = (
-    "dataset", "root", "split_seed", "image_size", "method", "preset", "ipc", "factor", "outer_loops",
-    "inner_loops", "lr_img", "batch_real", "batch_syn_max", "aug_strategy", "aug_mode", "hashing", "arch",
-    "bits", "seed", "device", "time_budget", "checkpoint_every", "out",
-)
+def _options(base: dict[str, Any] | None, args: argparse.Namespace) -> dict[str, Any]:
+    """The method options: the file's, then each --option, then the pool flags (IEM option names)."""
+    options = dict(base or {})
+    options.update(dict(_parse_option(o) for o in args.option))
+    pool = {"pool_size": args.pool_size, "pool_epochs": args.pool_epochs, "pool_dir": args.pool_dir}
+    options.update({key: value for key, value in pool.items() if value is not None})
+    if args.no_pool:
+        options["use_pool"] = False
+    return options
 
 
-def _load_config_file(path_text: str) -> dict[str, Any]:
-    from pathlib import Path
-
-    path = Path(path_text)
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise HashCondenseError(
-            f"cannot read config {path}: {exc}; pass a condensation run's config.json"
-        ) from None
-    base = loaded.get("config", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(base, dict):
-        raise HashCondenseError(f"config {path} is not a JSON object; pass a condensation run's config.json")
-    return dict(base)
+# Flags named after a config field that do not set it as given: see build_condense_config.
+_SPECIAL = ("resume", "overwrite")
 
 
 def build_condense_config(args: argparse.Namespace) -> CondenseConfig:
@@ -153,47 +119,29 @@ def build_condense_config(args: argparse.Namespace) -> CondenseConfig:
     every flag given on the command line laid over it. A run's config.json re-runs that run."""
     from hashcondense.condense import CondenseConfig
 
-    base = _load_config_file(args.config) if getattr(args, "config", None) else {}
+    path = getattr(args, "config", None)
+    base = load_config(path, "a condensation run's config.json") if path else {}
+    config = overlay(base, args, CondenseConfig, skip=_SPECIAL)
+    config["options"] = _options(config.get("options"), args)
     # What decides where a re-run writes or whether it continues is the caller's, not the file's.
-    for key in ("resume", "overwrite"):
-        base.pop(key, None)
-    for key in _FLAG_FIELDS:
-        value = getattr(args, key, None)
-        if value is not None:
-            base[key] = value
-    options: dict[str, Any] = dict(base.get("options") or {})
-    options.update(dict(_parse_option(o) for o in args.option))
-    if args.pool_size is not None:
-        options["pool_size"] = args.pool_size
-    if args.pool_epochs is not None:
-        options["pool_epochs"] = args.pool_epochs
-    if args.pool_dir is not None:
-        options["pool_dir"] = args.pool_dir
-    if args.no_pool:
-        options["use_pool"] = False
-    base["options"] = options
-    if args.download:
-        base["download"] = True
-    base["resume"] = bool(args.resume)
-    base["overwrite"] = bool(args.overwrite)
+    config["resume"] = bool(args.resume)
+    config["overwrite"] = bool(args.overwrite)
     if args.quiet:
-        base["show_progress"] = False
+        config["show_progress"] = False
     if args.no_images:
-        base["export_images"] = False
-    missing = [f"--{k.replace('_', '-')}" for k in ("dataset", "method", "ipc", "out") if base.get(k) is None]
+        config["export_images"] = False
+    required = ("dataset", "method", "ipc", "out")
+    missing = [f"--{k.replace('_', '-')}" for k in required if config.get(k) is None]
     if missing:
         raise HashCondenseError(f"{', '.join(missing)} required (or a --config that sets them)")
-    return CondenseConfig.from_dict(base)
+    return CondenseConfig.from_dict(config)
 
 
 def run_condense_command(args: argparse.Namespace) -> int:
     """Handler of `hashcondense condense`: run it and print a one-line summary; returns 0."""
     from hashcondense.condense import condense
 
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(int(args.threads))
+    common.apply_threads(args)
     result = condense(build_condense_config(args))
     print(result.summary())
     return 0
