@@ -239,12 +239,14 @@ def test_outputs_and_round_trip(tmp_path, small, pool_dir):
         "seed",
         "library_version",
         "config",
-        "distillation_seconds",
         "steps_done",
     ):
         assert key in card, key
     assert card["method"] == "iem" and card["images_per_class"] == 2 and card["steps_done"] == 2
     assert loaded.meta["config"] == card["config"]
+    # timings and paths are the invocation's: in card.json, not in the set file
+    assert card["run"]["distillation_seconds"] > 0 and card["run"]["config"]["out"] == str(out)
+    assert "distillation_seconds" not in loaded.meta and "out" not in loaded.meta["config"]
     assert json.loads((out / "config.json").read_text())["config"]["ipc"] == 2
     assert "condense digits with iem" in (out / "log.txt").read_text()
 

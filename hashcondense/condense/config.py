@@ -34,9 +34,11 @@ __all__ = [
     "IDC_FRAMEWORK",
     "RESUME_FREE",
     "SETTING_NAMES",
+    "LOCATION_FIELDS",
     "Settings",
     "config_digest",
     "resolve_settings",
+    "set_config",
 ]
 
 # Where the engine's defaults come from: IDC's framework (SGD momentum 0.5 on the images, the
@@ -90,6 +92,21 @@ RESUME_FREE = frozenset(
     }
 )
 RESUME_FREE_OPTIONS = frozenset({"pool_dir"})
+# Settings that say where files are and how this invocation is driven, not what the set is: kept out of
+# the set file's metadata (it stays byte-identical for the same seed) and recorded in card.json.
+LOCATION_FIELDS = frozenset(
+    {"out", "root", "download", "resume", "overwrite", "show_progress", "export_images"}
+)
+LOCATION_OPTIONS = frozenset({"pool_dir"})
+
+
+def set_config(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config without `LOCATION_FIELDS` (and options without `LOCATION_OPTIONS`)."""
+    kept = {k: v for k, v in resolved.items() if k not in LOCATION_FIELDS}
+    kept["options"] = {
+        k: v for k, v in dict(resolved.get("options", {})).items() if k not in LOCATION_OPTIONS
+    }
+    return kept
 
 
 @dataclass

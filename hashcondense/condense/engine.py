@@ -37,7 +37,7 @@ import torch
 
 from hashcondense import __version__
 from hashcondense.condense.checkpoint import CHECKPOINT, LoopState, load_checkpoint, save_checkpoint
-from hashcondense.condense.config import CondenseConfig, Settings
+from hashcondense.condense.config import CondenseConfig, Settings, set_config
 from hashcondense.condense.context import CondenseContext, MatchBatch, Streams
 from hashcondense.condense.method import CondenseMethod
 from hashcondense.condense.outputs import write_outputs
@@ -403,9 +403,7 @@ class CondenseEngine:
         outer loop. Returns the elapsed seconds."""
         s, state = self.settings, self.state
         assert state is not None
-        if (
-            inner == 0
-        ):  # (resumed mid-loop: _prepare_method called begin_outer, without the clamp)
+        if inner == 0:  # (resumed mid-loop: _prepare_method called begin_outer, without the clamp)
             self._begin_outer(outer)
         try:
             loss = self._step(outer, inner)
@@ -456,10 +454,16 @@ class CondenseEngine:
             mean=plan.context.mean,
             std=plan.context.std,
             class_names=plan.context.class_names,
-            meta=self._card(stopped, done, total, loop_seconds, setup_seconds),
+            meta=self._card(stopped, done, total),
         )
         assert self.state is not None
-        card = write_outputs(plan.out, synthetic, self.state.history, tree=self.config.export_images)
+        run = {
+            "config": plan.resolved,
+            "distillation_seconds": round(loop_seconds, 3),
+            "setup_seconds": round(setup_seconds, 3),
+            **plan.method.report(),
+        }
+        card = write_outputs(plan.out, synthetic, self.state.history, run=run, tree=self.config.export_images)
         log.info(
             "wrote %s (%s, %d/%d steps, %.1f s of distillation)",
             plan.out / SET_FILE,
@@ -478,10 +482,8 @@ class CondenseEngine:
             seconds=loop_seconds if total else setup_seconds,
         )
 
-    def _card(
-        self, stopped: str, done: int, total: int, loop_seconds: float, setup_seconds: float
-    ) -> dict[str, Any]:
-        """The set's metadata (docs/formats.md)."""
+    def _card(self, stopped: str, done: int, total: int) -> dict[str, Any]:
+        """The set's metadata (docs/formats.md): what the set is, the same for the same seed."""
         plan = self._plan()
         ctx, c = plan.context, plan.context.config
         return {
@@ -497,11 +499,9 @@ class CondenseEngine:
             "seed": int(c.seed),
             "library_version": __version__,
             "versions": versions(),
-            "config": plan.resolved,
+            "config": set_config(plan.resolved),
             "config_digest": plan.digest,
             "lr_img_effective": plan.lr,
-            "distillation_seconds": round(loop_seconds, 3),
-            "setup_seconds": round(setup_seconds, 3),
             "steps_done": done,
             "steps_total": total,
             "outer_done": done // plan.settings.inner_loops if total else 0,

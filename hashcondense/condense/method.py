@@ -155,7 +155,12 @@ class CondenseMethod:
         """Restore `state_dict()`; called after `prepare()` (and `begin_outer` when resuming mid-loop)."""
 
     def describe(self) -> dict[str, Any]:
-        """Extra facts for the set's card (e.g. pool members used)."""
+        """Facts about the set for its metadata (e.g. the pool members' digests); the same for the same
+        seed, so that the set file is byte-identical."""
+        return {}
+
+    def report(self) -> dict[str, Any]:
+        """Facts about this invocation (timings, caches used) for card.json, not for the set file."""
         return {}
 
 

@@ -26,7 +26,7 @@ from hashcondense.io.atomic import ensure_writable_dir, write_bytes, write_json
 
 __all__ = ["denormalize", "export_images", "save_grids", "write_outputs"]
 
-MAX_DECODED_PER_ROW = 40
+MAX_DECODED_PER_ROW = 20  # wider pictures shrink their labels out of sight
 
 
 def denormalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -80,7 +80,8 @@ def export_images(synthetic: SyntheticSet, folder: str | Path, decoded: bool = F
 
 
 def save_grids(synthetic: SyntheticSet, out: str | Path) -> list[str]:
-    """stored.png and decoded.png: one row per class, class names as row titles."""
+    """stored.png and decoded.png: one row per class, class names as row titles, a caption saying what
+    a cell is."""
     from hashcondense.utils.figures import save_image_grid  # matplotlib loads only to draw grids
 
     out = Path(out)
@@ -89,34 +90,49 @@ def save_grids(synthetic: SyntheticSet, out: str | Path) -> list[str]:
     if not len(synthetic):
         return written
     ipc = int(torch.bincount(synthetic.labels).max())
+    f = synthetic.factor
+    what = f"{synthetic.meta.get('method', 'synthetic')} set, {ipc} stored image(s) per class"
     order = torch.argsort(synthetic.labels, stable=True)
     stored = denormalize(synthetic.images[order], synthetic.mean, synthetic.std)
-    save_image_grid(stored, out / "stored.png", nrow=ipc, titles=names)
+    caption = (
+        f"{what}: each cell holds {f} x {f} tiles, each decoded into one training image" if f > 1 else what
+    )
+    save_image_grid(stored, out / "stored.png", nrow=ipc, titles=names, caption=caption, tiles=f)
     written.append("stored.png")
     images, labels = synthetic.decoded()
-    per = ipc * synthetic.factor**2
+    per = ipc * f**2
     show = min(per, MAX_DECODED_PER_ROW)
     picks = [torch.nonzero(labels == c).flatten()[:show] for c in range(len(names))]
-    picked = torch.cat(picks)
+    caption = f"{what}: the {per} decoded training images per class" + (
+        f" (first {show} shown)" if show < per else ""
+    )
     save_image_grid(
-        denormalize(images[picked], synthetic.mean, synthetic.std),
+        denormalize(images[torch.cat(picks)], synthetic.mean, synthetic.std),
         out / "decoded.png",
         nrow=show,
         titles=names,
+        caption=caption,
     )
     written.append("decoded.png")
     return written
 
 
 def write_outputs(
-    out: str | Path, synthetic: SyntheticSet, history: list[dict[str, Any]], *, tree: bool = True
+    out: str | Path,
+    synthetic: SyntheticSet,
+    history: list[dict[str, Any]],
+    *,
+    run: dict[str, Any] | None = None,
+    tree: bool = True,
 ) -> dict[str, Any]:
     """Write the set, its card, the history, the grids and (with `tree`) the class-folder tree.
 
+    card.json is the set's metadata plus `run`: facts of this invocation (full config with paths,
+    timings, caches) that the set file leaves out so that it is byte-identical for the same seed.
     Returns the card."""
     out = ensure_writable_dir(out)
     synthetic.save(out / SET_FILE)
-    card = synthetic.card()
+    card = {**synthetic.card(), "run": dict(run or {})}
     write_json(out / "card.json", card)
     write_json(out / "history.json", {"method": card.get("method"), "steps": history})
     save_grids(synthetic, out)

@@ -4,10 +4,12 @@
 executes it and writes the run directory:
 
     config.json      resolved config, dataset description, training-set description
-    metrics.json     map, topk, bits, precision_at_m, pr, map_per_epoch, history, seed, versions, timings
+    metrics.json     map, topk, bits, precision_at_m, pr, map_per_epoch, history (per-epoch losses),
+                     seed, versions: the same bytes for the same seed on the same device
+    history.json     the per-epoch history with elapsed seconds, and the run's timings
     log.txt          the run's log
     network.safetensors  the trained hashing network and method state (+ JSON metadata)
-    pr.png, precision_at_m.png, map_vs_epoch.png
+    pr.png, precision_at_m.png, map_vs_epoch.png (only with a curve: --eval-epochs)
     checkpoint.safetensors  only while training is unfinished: `resume=True` (`--resume`) continues
                      from it; it is deleted once metrics.json is written
 
@@ -289,7 +291,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         metrics.update(
             {
                 "map_per_epoch": map_per_epoch,
-                "history": history,
+                "history": [{k: v for k, v in row.items() if k != "seconds"} for row in history],
                 "seed": config.seed,
                 "split_seed": config.split_seed,
                 "dataset": run.dataset.name,
@@ -297,14 +299,17 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                 "hashing": config.hashing,
                 "arch": config.arch,
                 "versions": run.record["versions"],
-                "seconds": {
-                    "train": train_seconds,
-                    "evaluate": encode_seconds,
-                    # a resumed run: training summed over its invocations, setup of the last one
-                    "total": setup_seconds + train_seconds + encode_seconds,
-                },
             }
         )
+        timings = {
+            "epochs": history,
+            "seconds": {
+                "train": train_seconds,
+                "evaluate": encode_seconds,
+                # a resumed run: training summed over its invocations, setup of the last one
+                "total": setup_seconds + train_seconds + encode_seconds,
+            },
+        }
         log.info(
             "mAP@%d = %.4f (%d bits, %s, %s)",
             metrics["topk"],
@@ -313,18 +318,27 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
             config.hashing,
             config.arch,
         )
-        _write_run(config, run, net, method, metrics)
+        _write_run(config, run, net, method, metrics, timings)
     return metrics
 
 
 def _write_run(
-    config: EvalConfig, run: _Prepared, net: torch.nn.Module, method: HashingMethod, metrics: dict
+    config: EvalConfig,
+    run: _Prepared,
+    net: torch.nn.Module,
+    method: HashingMethod,
+    metrics: dict[str, Any],
+    timings: dict[str, Any],
 ) -> None:
-    """network.safetensors, the plots and metrics.json; then the checkpoint is no longer needed."""
+    """network.safetensors, the plots, metrics.json and history.json; then the checkpoint is no longer
+    needed. Timings and the settings that only say where files are stay out of network.safetensors and
+    metrics.json, so both are byte-identical for the same seed on the same device."""
     if config.save_network:
-        meta = {"config": run.record["config"], "map": metrics["map"]}
+        settings = {k: v for k, v in run.record["config"].items() if k not in RESUME_FREE}
+        meta = {"config": settings, "map": metrics["map"]}
         save_tensors(run.out / "network.safetensors", network_state(net, method), meta)
     plot_curves({f"{config.train_set} ({config.bits} bits)": metrics}, run.out)
+    write_json(run.out / "history.json", timings)
     write_json(run.out / "metrics.json", metrics)
     (run.out / CHECKPOINT).unlink(missing_ok=True)
 

@@ -11,7 +11,8 @@ __all__ = ["plot_curves"]
 
 
 def plot_curves(metrics_by_label: Mapping[str, Mapping], out_dir: str | os.PathLike[str]) -> list[str]:
-    """Writes pr.png, precision_at_m.png and (when there is a history) map_vs_epoch.png."""
+    """Writes pr.png, precision_at_m.png and, when a run was measured at two epochs or more
+    (`--eval-epochs`), map_vs_epoch.png."""
     written = []
     fig, ax = plt.subplots(figsize=(5, 4))
     for label, m in metrics_by_label.items():
@@ -32,7 +33,10 @@ def plot_curves(metrics_by_label: Mapping[str, Mapping], out_dir: str | os.PathL
     save_figure(fig, os.path.join(out_dir, "precision_at_m.png"))
     written.append("precision_at_m.png")
 
-    series = {k: m.get("map_per_epoch") for k, m in metrics_by_label.items() if m.get("map_per_epoch")}
+    # a curve needs two epochs: a run measured only at its end is one dot, already in metrics.json
+    series = {
+        k: m["map_per_epoch"] for k, m in metrics_by_label.items() if len(m.get("map_per_epoch") or []) > 1
+    }
     if series:
         fig, ax = plt.subplots(figsize=(5, 4))
         for label, rows in series.items():

@@ -173,11 +173,13 @@ class IEM(EmbeddingMatching):
     def describe(self) -> dict[str, Any]:
         if self.pool is None:
             return {"pool": None}
+        return {"pool": {"members": list(self.pool.digests)}}
+
+    def report(self) -> dict[str, Any]:
+        if self.pool is None:
+            return {}
         return {
-            "pool": {
-                "folder": str(self.pool.folder),
-                "members": list(self.pool.digests),
-                "trained_now": self.pool.trained,
-                "train_seconds": round(self.pool.train_seconds, 3),
-            }
+            "pool_folder": str(self.pool.folder),
+            "pool_members_trained": self.pool.trained,
+            "pool_train_seconds": round(self.pool.train_seconds, 3),
         }
