@@ -148,9 +148,9 @@ def test_iem_second_run_reuses_the_pool(tmp_path, digits):
         options={"pool_size": 2, "pool_epochs": 1},
     )
     first = condense(CondenseConfig(out=str(tmp_path / "a"), **kw), dataset=small)
-    pool = first.card["method_info"]["pool"]
-    assert pool["trained_now"] == 2 and pool["folder"].startswith(str(tmp_path / ".pool_cache"))
+    pool, run = first.card["method_info"]["pool"], first.card["run"]
+    assert run["pool_members_trained"] == 2 and run["pool_folder"].startswith(str(tmp_path / ".pool_cache"))
     second = condense(CondenseConfig(out=str(tmp_path / "b"), **kw), dataset=small)
-    assert second.card["method_info"]["pool"]["trained_now"] == 0
+    assert second.card["run"]["pool_members_trained"] == 0
     assert second.card["method_info"]["pool"]["members"] == pool["members"]
     assert torch.equal(first.synthetic.images, second.synthetic.images)

@@ -32,10 +32,11 @@ def test_tune_allocator_opt_out_by_environment():
 
 
 @glibc_linux
-def test_cli_tunes_the_allocator(monkeypatch):
+def test_cli_tunes_the_allocator_before_computing(monkeypatch, tmp_path):
     import hashcondense.runtime as runtime
     from hashcondense.cli import main
 
     monkeypatch.setattr(runtime, "_ALLOCATOR_TUNED", None)
-    assert main(["list"]) == 0
+    argv = ["condense", "--dataset", "digits", "--image-size", "8", "--method", "random", "--ipc", "1"]
+    assert main([*argv, "--quiet", "--no-images", "--out", str(tmp_path / "r")]) == 0
     assert runtime._ALLOCATOR_TUNED is True

@@ -139,9 +139,22 @@ def build_condense_config(args: argparse.Namespace) -> CondenseConfig:
 
 def run_condense_command(args: argparse.Namespace) -> int:
     """Handler of `hashcondense condense`: run it and print a one-line summary; returns 0."""
+    from hashcondense.condense.config import check_data_fit, check_names, check_run_settings, class_label
+    from hashcondense.data import load_dataset
+
+    common.check_threads(args)
+    config = build_condense_config(args)
+    check_run_settings(config)
+    check_names(config)
+    dataset = load_dataset(  # no torch yet: a missing dataset is answered at once
+        config.dataset, config.root, config.download, config.split_seed, config.image_size
+    )
+    counts = dataset.class_counts("train")
+    names = list(dataset.class_names)
+    check_data_fit(config, dataset.image_size, {class_label(c, names): n for c, n in enumerate(counts)})
+    common.start_compute(args)
     from hashcondense.condense import condense
 
-    common.apply_threads(args)
-    result = condense(build_condense_config(args))
+    result = condense(config, dataset=dataset)
     print(result.summary())
     return 0

@@ -34,6 +34,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     """Handler of `hashcondense demo`; returns 0."""
     from hashcondense.experiments.demo import run_demo
 
-    common.apply_threads(args)
+    common.check_threads(args)
+    common.start_compute(args)
     run_demo(out=args.out, seed=args.seed, quick=args.quick, show_progress=not args.quiet)
     return 0

@@ -53,6 +53,34 @@ def _run_list(_: argparse.Namespace) -> int:
     return 0
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to the `sys.stderr` of the moment (a caller may have replaced it since the last run)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _console(quiet: bool) -> None:
+    """Warnings of `hashcondense.*` on stderr, and the run's stage lines unless --quiet; the runs' full
+    logs go to their log.txt. Records marked `FILE_ONLY` (an error `main` prints itself) stay off."""
+    package, stages = logging.getLogger("hashcondense"), logging.getLogger("hashcondense.stage")
+    for logger in (package, stages):  # from an earlier call of main in this process
+        for handler in [h for h in logger.handlers if isinstance(h, _Stderr)]:
+            logger.removeHandler(handler)
+    warnings = _Stderr()
+    warnings.setLevel(logging.WARNING)
+    warnings.setFormatter(logging.Formatter("hashcondense: %(message)s"))
+    warnings.addFilter(lambda record: getattr(record, "console", True))
+    package.addHandler(warnings)
+    if not quiet:
+        lines = _Stderr()
+        lines.setFormatter(logging.Formatter("hashcondense: %(message)s"))
+        stages.addHandler(lines)
+        stages.setLevel(logging.INFO)
+        stages.propagate = True  # also into the run's log.txt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `hashcondense` with `argv` (default: sys.argv); returns the exit status."""
     parser = build_parser()
@@ -60,21 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    # Run logs go to each run's log.txt; the console only gets warnings.
-    for console in logging.getLogger().handlers:
-        console.setLevel(logging.WARNING)
-    from hashcondense.runtime import tune_allocator
-
-    tune_allocator()  # CPU training steps up to ~2x faster (see its docstring)
+    _console(bool(getattr(args, "quiet", False)))
     try:
         return args.handler(args)
     except HashCondenseError as exc:
         print(f"hashcondense: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        how = (
+            " run the same command with --resume to continue;"
+            if args.command in ("train", "condense")
+            else ""
+        )
         print(
-            "hashcondense: interrupted; completed files are kept, partial ones were not written",
+            f"hashcondense: interrupted;{how} completed files are kept, partial ones were not written",
             file=sys.stderr,
         )
         return 130

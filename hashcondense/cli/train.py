@@ -129,10 +129,17 @@ def build_eval_config(args: argparse.Namespace) -> EvalConfig:
 
 def run_train_command(args: argparse.Namespace) -> int:
     """Handler of `hashcondense train`: run it and print a one-line summary; returns 0."""
+    from hashcondense.data import load_dataset
+
+    common.check_threads(args)
+    config = build_eval_config(args)
+    config.check()
+    dataset = load_dataset(  # no torch yet: a missing dataset is answered at once
+        config.dataset, config.root, config.download, config.split_seed, config.image_size
+    )
+    common.start_compute(args)
     from hashcondense.evaluate import run_evaluation
 
-    common.apply_threads(args)
-    config = build_eval_config(args)
-    metrics = run_evaluation(config)
+    metrics = run_evaluation(config, dataset=dataset)
     print(f"mAP@{metrics['topk']} = {100 * metrics['map']:.2f}% ({metrics['bits']} bits) -> {config.out}")
     return 0

@@ -72,8 +72,8 @@ def save_checkpoint(path: Path, state: LoopState, method_name: str, digest: str,
 
 def load_checkpoint(path: Path, expect_shape: tuple[int, ...], digest: str, hashed: dict) -> LoopState | None:
     """The saved state, None when there is no checkpoint, or a one-line error naming what is wrong."""
-    if not path.exists():
-        log.info("no checkpoint in %s; starting a fresh run", path.parent)
+    if not path.exists():  # said on the console: the user asked to continue something that is not there
+        log.warning("--resume: no checkpoint in %s; starting a fresh run", path.parent)
         return None
     try:
         tensors, meta = load_tensors(path, what="checkpoint")

@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from hashcondense.errors import HashCondenseError
-from hashcondense.utils.checks import check_count, check_number, is_count
+from hashcondense.registries import HASHING, METHODS, MODELS
+from hashcondense.registry import declared_dict_keys
+from hashcondense.utils.checks import check_count, check_hash_bits, check_number, is_count
 from hashcondense.utils.config_types import check_config_types
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "SETTING_NAMES",
     "LOCATION_FIELDS",
     "Settings",
+    "check_settings",
     "config_digest",
     "resolve_settings",
     "set_config",
@@ -239,44 +242,99 @@ def resolve_settings(
         value = getattr(config, name)
         if value is not None:
             merged[name] = value
-    factor = merged["factor"]
-    if not is_count(factor, 1):
+    values = check_settings(merged, image_size)
+    return Settings(**{name: values[name] for name in SETTING_NAMES})
+
+
+# how each shared loop setting is checked: whole numbers with their minimum, real numbers with bounds
+_COUNTS = {
+    "outer_loops": (0, "--outer-loops"),
+    "inner_loops": (1, "--inner-loops"),
+    "batch_real": (1, "--batch-real"),
+    "batch_syn_max": (0, "--batch-syn-max, 0 = all"),
+    "checkpoint_every": (1, "--checkpoint-every"),
+}
+_NUMBERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lr_img": ("--lr-img", {}),
+    "momentum": ("--momentum", {"allow_zero": True, "maximum": 1.0}),
+}
+
+
+def check_settings(values: dict[str, Any], image_size: int | None) -> dict[str, Any]:
+    """Validate the shared loop settings present in `values` (all of them after the merge, or only the
+    user's before the method is known); returns them as int / float / str / bool."""
+    out = dict(values)
+    if "factor" in values:
+        factor = values["factor"]
+        if not is_count(factor, 1):
+            raise HashCondenseError(
+                f"multi-formation factor {factor!r} cannot work; use --factor 1 (off) or more"
+            )
+        if image_size is not None and int(factor) > 1 and image_size // int(factor) < 4:
+            raise HashCondenseError(
+                f"multi-formation factor {factor} cuts {image_size} px images into tiles smaller than 4 px; "
+                f"use --factor {max(1, image_size // 4)} or less"
+            )
+        out["factor"] = int(factor)
+    if "lr_space" in values and values["lr_space"] not in LR_SPACES:
         raise HashCondenseError(
-            f"multi-formation factor {factor!r} cannot work; use --factor 1 (off) or more"
-        )
-    if int(factor) > 1 and image_size // int(factor) < 4:
-        raise HashCondenseError(
-            f"multi-formation factor {factor} cuts {image_size} px images into tiles smaller than 4 px; "
-            f"use --factor {max(1, image_size // 4)} or less"
-        )
-    if merged["lr_space"] not in LR_SPACES:
-        raise HashCondenseError(
-            f"unknown lr_space '{merged['lr_space']}'; choose one of: {', '.join(LR_SPACES)}"
+            f"unknown lr_space '{values['lr_space']}'; choose one of: {', '.join(LR_SPACES)}"
         )
     for name in ("lr_scale_ipc", "clamp"):
-        if not isinstance(merged[name], bool):
-            raise HashCondenseError(f"{name}={merged[name]!r} cannot work; use true or false")
-    return Settings(
-        factor=int(factor),
-        outer_loops=check_count("outer_loops", merged["outer_loops"], 0, "--outer-loops"),
-        inner_loops=check_count("inner_loops", merged["inner_loops"], 1, "--inner-loops"),
-        lr_img=check_number("lr_img", merged["lr_img"], "--lr-img"),
-        momentum=check_number("momentum", merged["momentum"], "--momentum", allow_zero=True, maximum=1.0),
-        batch_real=check_count("batch_real", merged["batch_real"], 1, "--batch-real"),
-        batch_syn_max=check_count("batch_syn_max", merged["batch_syn_max"], 0, "--batch-syn-max, 0 = all"),
-        lr_space=str(merged["lr_space"]),
-        lr_scale_ipc=bool(merged["lr_scale_ipc"]),
-        clamp=bool(merged["clamp"]),
-        aug_strategy=str(merged["aug_strategy"]),
-        aug_mode=str(merged["aug_mode"]),
-        checkpoint_every=check_count("checkpoint_every", merged["checkpoint_every"], 1, "--checkpoint-every"),
-    )
+        if name in values and not isinstance(values[name], bool):
+            raise HashCondenseError(f"{name}={values[name]!r} cannot work; use true or false")
+    for name in SETTING_NAMES:
+        if name in values and name in _COUNTS:
+            out[name] = check_count(name, values[name], *_COUNTS[name])
+        elif name in values and name in _NUMBERS:
+            flag, bounds = _NUMBERS[name]
+            out[name] = check_number(name, values[name], flag, **bounds)
+        elif name in values and name in ("lr_space", "aug_strategy", "aug_mode"):
+            out[name] = str(values[name])
+    return out
+
+
+def class_label(index: int, names: list[str] | None) -> str:
+    """How messages name class `index`: "3 ('cat')", or "3" without names."""
+    if names and index < len(names):
+        return f"{index} ('{names[index]}')"
+    return str(index)
+
+
+def check_data_fit(config: CondenseConfig, image_size: int, class_counts: dict[str, int]) -> None:
+    """What the data decides: a set of `ipc` images per class cannot hold more than a class has, and a
+    multi-formation factor the user gave must leave tiles of 4 px or more (`class_counts`: training
+    images per class name)."""
+    if config.factor is not None:
+        check_settings({"factor": config.factor}, image_size)
+    for name, have in class_counts.items():
+        if config.ipc > have:
+            raise HashCondenseError(
+                f"--ipc {config.ipc} is more than the {have} training images of class {name}; "
+                f"use --ipc {have} or less"
+            )
+
+
+def check_names(config: CondenseConfig) -> None:
+    """The method, its preset, the hashing method and the network exist: read from the registries'
+    sources, without importing them (so the command line answers a mistyped name before torch loads)."""
+    method = METHODS.check(config.method)
+    preset = config.preset or "paper"
+    presets = declared_dict_keys(METHODS.declared().get(method), "presets")
+    if preset != "paper" and presets is not None and preset not in presets:
+        valid = ", ".join(["paper", *sorted(presets)])
+        raise HashCondenseError(f"unknown preset '{preset}' for this method; choose one of: {valid}")
+    HASHING.check(config.hashing)
+    MODELS.check(config.arch)
 
 
 def check_run_settings(config: CondenseConfig) -> None:
-    """Validate the settings that do not depend on the method."""
+    """Validate the settings that do not depend on the method's class (`check_names` for names): the
+    run's numbers, and the loop settings the user gave."""
+    given = {name: getattr(config, name) for name in SETTING_NAMES if getattr(config, name) is not None}
+    check_settings(given, config.image_size)
     check_count("ipc", config.ipc, 1, "--ipc")
-    check_count("bits", config.bits, 2, "--bits")
+    check_hash_bits(config.bits)
     check_count("seed", config.seed, 0, "--seed")
     check_count("split_seed", config.split_seed, 0, "--split-seed")
     check_count("max_forward", config.max_forward, 1, "max_forward")

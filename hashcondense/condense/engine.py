@@ -45,9 +45,9 @@ from hashcondense.condense.setup import RunPlan, plan_run
 from hashcondense.condense.synthetic import SET_FILE, SyntheticSet, decode
 from hashcondense.data import RetrievalDataset
 from hashcondense.errors import HashCondenseError
-from hashcondense.io.atomic import ensure_writable_dir, write_json
+from hashcondense.io.atomic import write_json
 from hashcondense.runtime import versions
-from hashcondense.utils.logs import run_log
+from hashcondense.utils.logs import FILE_ONLY, collect_logs, run_log, stage
 from hashcondense.utils.progress import progress
 
 __all__ = ["CHECKPOINT", "CondenseEngine", "CondenseResult", "ImageSGD", "condense"]
@@ -179,17 +179,23 @@ class CondenseEngine:
     # ---- the run --------------------------------------------------------------------------------------
 
     def run(self) -> CondenseResult:
-        out = ensure_writable_dir(self.config.out)
-        with run_log(out):
+        """Set up (unless `setup()` was called), condense and write the set; see the module docstring."""
+        wall = time.perf_counter()
+        with collect_logs() as earlier:
+            plan = self.plan or self.setup()  # a mistake here leaves no run folder behind
+        with run_log(plan.out, earlier):
             try:
-                return self._run()
+                return self._run(plan, wall)
             except HashCondenseError as exc:
-                log.error("%s", exc)
+                log.error("%s", exc, extra=FILE_ONLY)  # the caller reports it
+                raise
+            except KeyboardInterrupt:
+                kept = self.last_checkpoint
+                where = f"checkpoint at outer loop {kept[0]}, step {kept[1]}" if kept else "no checkpoint yet"
+                log.warning("interrupted (%s); rerun with --resume to continue", where, extra=FILE_ONLY)
                 raise
 
-    def _run(self) -> CondenseResult:
-        wall = time.perf_counter()
-        plan = self.plan or self.setup()  # a caller may have set up (and inspected) the run first
+    def _run(self, plan: RunPlan, wall: float) -> CondenseResult:
         optimizes = plan.method.optimizes
         outer_loops = plan.settings.outer_loops if optimizes else 0
         self._announce(plan, outer_loops)
@@ -228,6 +234,13 @@ class CondenseEngine:
             plan.device,
             plan.out,
         )
+        stage(
+            "condensing %s with %s, %d per class -> %s",
+            plan.context.info.name,
+            plan.method.name,
+            c.ipc,
+            plan.out,
+        )
         record = {
             "config": plan.resolved,
             "settings": s.as_dict(),
@@ -253,7 +266,7 @@ class CondenseEngine:
         if saved is not None:
             method.init_indices = saved.init_indices
             self.last_checkpoint = (saved.outer, saved.inner)
-            log.info(
+            stage(
                 "resuming from outer loop %d, inner step %d (%.1f s done)",
                 saved.outer,
                 saved.inner,
@@ -375,6 +388,7 @@ class CondenseEngine:
             return "finished"
         if budget is not None and self.state.elapsed >= budget:
             return "time_budget"
+        stage("condensing: steps %d-%d of %d", done + 1, total, total)
         bar = progress(
             (divmod(step, M) for step in range(done, total)),
             desc=f"condense {plan.method.name}",
@@ -387,7 +401,7 @@ class CondenseEngine:
         for outer, inner in bar:
             elapsed = self._loop_step(outer, inner, outer_losses, bar)
             if budget is not None and elapsed >= budget and len(self.state.history) < total:
-                log.info(
+                stage(
                     "time budget of %.1f s spent after %d of %d steps; saving the set",
                     budget,
                     len(self.state.history),
@@ -464,7 +478,7 @@ class CondenseEngine:
             **plan.method.report(),
         }
         card = write_outputs(plan.out, synthetic, self.state.history, run=run, tree=self.config.export_images)
-        log.info(
+        stage(
             "wrote %s (%s, %d/%d steps, %.1f s of distillation)",
             plan.out / SET_FILE,
             stopped,

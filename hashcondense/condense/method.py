@@ -83,7 +83,7 @@ import torch
 from hashcondense.condense.config import DatasetInfo
 from hashcondense.condense.context import CondenseContext, MatchBatch
 from hashcondense.errors import HashCondenseError
-from hashcondense.registry import Registry
+from hashcondense.registries import METHODS
 
 __all__ = ["CondenseMethod", "METHODS", "get_method", "list_methods", "register_method"]
 
@@ -164,9 +164,6 @@ class CondenseMethod:
         return {}
 
 
-METHODS: Registry[type[CondenseMethod]] = Registry(
-    "condensation method", package="hashcondense.condense.methods"
-)
 
 
 def register_method(name: str):

@@ -37,6 +37,7 @@ from torch import nn
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
 from hashcondense.train import TrainConfig, network_state, train_hashing_network
+from hashcondense.utils.logs import stage
 
 __all__ = ["ModelPool", "POOL_FORMAT", "data_digest", "perturb_"]
 
@@ -122,7 +123,10 @@ class ModelPool:
             k = len(self.states)
             state = self._load(k)
             if state is None:
+                stage("training model pool member %d/%d (%d epochs)", k + 1, count, int(self.key["epochs"]))
                 state = self._train(k)
+            else:
+                stage("model pool member %d/%d loaded from %s", k + 1, count, self.folder)
             self.states.append(state)
             self.digests.append(_state_digest(state))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from hashcondense.condense.config import class_label
 from hashcondense.errors import HashCondenseError
 
 __all__ = ["ClassSampler"]
@@ -38,9 +39,7 @@ class ClassSampler:
         return int(self.index[class_index].numel())
 
     def name(self, class_index: int) -> str:
-        if self.class_names and class_index < len(self.class_names):
-            return f"{class_index} ('{self.class_names[class_index]}')"
-        return str(class_index)
+        return class_label(class_index, self.class_names)
 
     def sample(self, class_index: int, count: int, generator: torch.Generator) -> torch.Tensor:
         """`count` distinct random indices of the class (fewer when the class is smaller), int64."""

@@ -1,6 +1,7 @@
 """Resolving a condensation run before anything is optimised: the data, the settings (engine defaults
 < method defaults < preset < user values), the method with its options, the config digest, and the
-image optimiser's constants. Every user mistake that does not need the loop is found here."""
+image optimiser's constants. Every user mistake that does not need the loop is found here, before the
+run folder is created: a refused run leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from hashcondense.condense.config import (
     CondenseConfig,
     DatasetInfo,
     Settings,
+    check_data_fit,
+    check_names,
     check_run_settings,
     config_digest,
     resolve_settings,
@@ -69,18 +72,6 @@ def _check_out(config: CondenseConfig, out: Path) -> None:
         )
 
 
-def _check_images_per_class(sampler: ClassSampler, ipc: int) -> None:
-    """A set of `ipc` images per class cannot hold more than a class has (`real_init` checks the
-    ipc x factor**2 real images that multi-formation tiles)."""
-    for c in range(sampler.num_classes):
-        have = sampler.count(c)
-        if ipc > have:
-            raise HashCondenseError(
-                f"--ipc {ipc} is more than the {have} training images of class {sampler.name(c)}; "
-                f"use --ipc {have} or less"
-            )
-
-
 def _context(
     config: CondenseConfig, ds: RetrievalDataset, cls: type[CondenseMethod], out: Path, device: torch.device
 ) -> CondenseContext:
@@ -94,7 +85,8 @@ def _context(
     )
     settings = resolve_settings(config, cls.default_settings(info), info.image_size, cls.presets)
     sampler = ClassSampler(labels, info.num_classes, list(ds.class_names))
-    _check_images_per_class(sampler, config.ipc)
+    counts = {sampler.name(c): sampler.count(c) for c in range(info.num_classes)}
+    check_data_fit(config, info.image_size, counts)
     uint8_train, _ = ds.arrays("train")
     data_key = {
         "dataset": str(ds.name),
@@ -130,8 +122,9 @@ def plan_run(
     """Validate and resolve `config` (loading its dataset unless `dataset` is given)."""
     c = config
     check_run_settings(c)
-    out = ensure_writable_dir(c.out)
-    _check_out(c, out)
+    if method_cls is None:  # a class handed in needs no registered name
+        check_names(c)
+    out = Path(c.out)
     device = resolve_device(c.device)
     if dataset is None:
         dataset = load_dataset(
@@ -146,6 +139,8 @@ def plan_run(
     digest, hashed = config_digest(resolved)
     std = torch.tensor(context.std).view(1, -1, 1, 1)
     mean = torch.tensor(context.mean).view(1, -1, 1, 1)
+    _check_out(c, out)
+    ensure_writable_dir(out)  # the first thing written: everything above could refuse the run
     return RunPlan(
         config=c,
         out=out,

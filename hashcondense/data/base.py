@@ -9,9 +9,12 @@ split to normalised float (B, C, H, W) on demand.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch loads when a split becomes tensors: finding and loading data needs numpy only
+    import torch
 
 __all__ = ["RetrievalDataset", "SPLITS"]
 
@@ -54,12 +57,20 @@ class RetrievalDataset:
         idx = self.indices(split)
         return self.images[idx], self.labels[idx]
 
+    def class_counts(self, split: str) -> list[int]:
+        """Images of each class in a split."""
+        return np.bincount(self.labels[self.indices(split)], minlength=self.num_classes).tolist()
+
     def tensor(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised float32 images (B, C, H, W) and int64 labels of a split."""
+        import torch
+
         images, labels = self.arrays(split)
         return self.normalize(images), torch.from_numpy(np.ascontiguousarray(labels)).long()
 
     def normalize(self, images_uint8: np.ndarray) -> torch.Tensor:
+        import torch
+
         x = torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.std).view(1, -1, 1, 1)
@@ -67,6 +78,8 @@ class RetrievalDataset:
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised (B, C, H, W) -> [0, 1]."""
+        import torch
+
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return (x * std + mean).clamp(0, 1)

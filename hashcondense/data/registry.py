@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from hashcondense.data.base import RetrievalDataset
-from hashcondense.registry import Registry
+from hashcondense.registries import DATASETS
 
 __all__ = ["DATASETS", "DatasetEntry", "Loader", "dataset_entry", "register_dataset"]
 
@@ -36,7 +36,6 @@ class DatasetEntry:
         return f"{name}:PATH" if self.takes_path else name
 
 
-DATASETS: Registry[RetrievalDataset] = Registry("dataset", package="hashcondense.data")
 
 
 def register_dataset(name: str, description: str, takes_path: bool = False) -> Callable[[Loader], Loader]:

@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import torch
 from hashcondense.data import load_dataset
 from hashcondense.data.base import RetrievalDataset
 from hashcondense.errors import HashCondenseError
+from hashcondense.evaluate.config import EvalConfig
 from hashcondense.evaluate.plots import plot_curves
 from hashcondense.evaluate.training_sets import resolve_train_set
 from hashcondense.hashing import HashingMethod, create_hashing
@@ -46,15 +47,13 @@ from hashcondense.retrieval import evaluate_retrieval
 from hashcondense.runtime import resolve_device, seed_everything, versions
 from hashcondense.train import (
     TrainCheckpoint,
-    TrainConfig,
     build_network,
     encode,
     load_network_state,
     network_state,
     train_hashing_network,
 )
-from hashcondense.utils.config_types import check_config_types
-from hashcondense.utils.logs import run_log
+from hashcondense.utils.logs import FILE_ONLY, collect_logs, run_log, stage
 
 __all__ = [
     "EvalConfig",
@@ -85,54 +84,6 @@ NEUTRAL_TRAIN_VALUES = {
 }
 
 log = logging.getLogger("hashcondense")
-
-
-@dataclass
-class EvalConfig:
-    dataset: str = "digits"
-    root: str | None = None
-    download: bool = False
-    split_seed: int = 0
-    image_size: int | None = None
-    train_set: str = "whole"
-    hashing: str = "dhd"
-    arch: str = "convnet3"
-    bits: int = 64
-    seed: int = 0
-    device: str = "auto"
-    topk: int | None = None  # None = the dataset protocol's K
-    train: TrainConfig = field(default_factory=TrainConfig)
-    out: str = "runs/train"
-    save_network: bool = True
-    show_progress: bool = True
-    resume: bool = False
-    checkpoint_seconds: float | None = 60.0  # at most this often and after the last epoch; None: never
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvalConfig:
-        data = dict(data)
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise HashCondenseError(f"unknown config keys {sorted(unknown)}; valid keys: {sorted(known)}")
-        train = data.pop("train", {})
-        if not isinstance(train, dict):
-            raise HashCondenseError(
-                f"config key train = {train!r} should be an object; correct it in the config file"
-            )
-        known_train = set(TrainConfig.__dataclass_fields__)
-        unknown_train = set(train) - known_train
-        if unknown_train:
-            raise HashCondenseError(
-                f"unknown config keys {sorted('train.' + k for k in unknown_train)}; "
-                f"valid train keys: {sorted(known_train)}"
-            )
-        config = cls(train=TrainConfig(**train), **data)
-        check_config_types(config)
-        return config
 
 
 def train_key(resolved: dict[str, Any], train_set: dict[str, Any] | None = None) -> str:
@@ -200,18 +151,22 @@ class _Prepared:
     record: dict[str, Any]  # config.json
 
 
-def _prepare(config: EvalConfig, out: Path, device: torch.device) -> _Prepared:
-    """Load the dataset and training set, resolve the config and write config.json."""
+def _prepare(
+    config: EvalConfig, out: Path, device: torch.device, dataset: RetrievalDataset | None
+) -> _Prepared:
+    """Load the dataset and training set and resolve the config (config.json's record)."""
     log.info("evaluation run -> %s (device %s)", out, device)
-    dataset = load_dataset(
-        config.dataset,
-        root=config.root,
-        download=config.download,
-        split_seed=config.split_seed,
-        image_size=config.image_size,
-    )
+    if dataset is None:
+        dataset = load_dataset(
+            config.dataset,
+            root=config.root,
+            download=config.download,
+            split_seed=config.split_seed,
+            image_size=config.image_size,
+        )
     images, labels, train_desc = resolve_train_set(dataset, config.train_set, seed=config.seed)
     log.info("dataset %s: %s; training set %s", dataset.name, dataset.describe()["sizes"], train_desc)
+    stage("training %s on %s (%d images) -> %s", config.arch, config.train_set, images.shape[0], out)
     if config.train.flip is None:
         config.train.flip = bool(dataset.info.get("flip", True))
     resolved = config.as_dict()
@@ -223,15 +178,14 @@ def _prepare(config: EvalConfig, out: Path, device: torch.device) -> _Prepared:
         "versions": versions(),
         "device": str(device),
     }
-    write_json(out / "config.json", record)
     return _Prepared(out, device, dataset, images, labels, train_desc, record)
 
 
 def _checkpoint(config: EvalConfig, run: _Prepared) -> TrainCheckpoint | None:
     path = run.out / CHECKPOINT
     resume = config.resume and path.exists()
-    if config.resume and not resume:
-        log.info("no checkpoint in %s; starting a fresh run", run.out)
+    if config.resume and not resume:  # said on the console: there is nothing to continue
+        log.warning("--resume: no checkpoint in %s; starting a fresh run", run.out)
     if config.checkpoint_seconds is None:
         return None
     key = train_key(run.record["config"], run.train_set)
@@ -263,10 +217,14 @@ def _train(config: EvalConfig, run: _Prepared) -> tuple[torch.nn.Module, Hashing
     )
 
 
-def run_evaluation(config: EvalConfig) -> dict[str, Any]:
-    """Run one evaluation and write its run directory; returns the metrics dict."""
-    config.train.check()  # a recipe that cannot work is refused before anything is written
-    out = ensure_writable_dir(config.out)
+def run_evaluation(config: EvalConfig, dataset: RetrievalDataset | None = None) -> dict[str, Any]:
+    """Run one evaluation and write its run directory; returns the metrics dict. `dataset`: the
+    already loaded `config.dataset` (else it is loaded here).
+
+    Everything that can refuse the run (the config, the data, the training set, an unfinished run in
+    `out`) is checked before the run folder is created, so a refused run leaves nothing behind."""
+    config.check()
+    out = Path(config.out)
     if (out / CHECKPOINT).exists() and not config.resume:
         raise HashCondenseError(
             f"{out} holds an unfinished training run ({CHECKPOINT}); pass --resume to continue it, "
@@ -275,13 +233,27 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     device = resolve_device(config.device)
     seed_everything(config.seed)
     started = time.time()
-    with run_log(out):
-        run = _prepare(config, out, device)
+    with collect_logs() as earlier:
+        run = _prepare(config, out, device, dataset)
+    ensure_writable_dir(out)
+    with run_log(out, earlier):
+        write_json(out / "config.json", run.record)
         setup_seconds = time.time() - started  # this invocation's loading, before training starts
-        net, method, history = _train(config, run)
+        try:
+            net, method, history = _train(config, run)
+        except KeyboardInterrupt:
+            log.warning(
+                "interrupted; rerun with --resume to continue from the last checkpoint", extra=FILE_ONLY
+            )
+            raise
         train_seconds = history[-1]["seconds"]  # summed over resumes, including per-epoch evaluations
         map_per_epoch = [{"epoch": row["epoch"], "map": row["map"]} for row in history if "map" in row]
         t0 = time.time()
+        stage(
+            "evaluating: encoding %s query and %s database images",
+            f"{len(run.dataset.query):,}",
+            f"{len(run.dataset.database):,}",
+        )
         metrics = evaluate_network(
             net, run.dataset, config.bits, topk=config.topk, device=device, show_progress=config.show_progress
         )

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashcondense.errors import HashCondenseError
-from hashcondense.utils.checks import check_number, is_count
+from hashcondense.utils.checks import check_hash_bits, check_number, is_count
 
 __all__ = ["HashingMethod", "check_feature_dim", "check_seed", "check_setting"]
 
@@ -35,10 +35,7 @@ class HashingMethod(nn.Module):
 
     def __init__(self, num_classes: int, hash_bits: int) -> None:
         super().__init__()
-        if not is_count(hash_bits, 2) or int(hash_bits) > 4096:
-            raise HashCondenseError(
-                f"hash_bits={hash_bits!r} cannot work; use a whole bit length such as 16, 32, 64 or 128"
-            )
+        check_hash_bits(hash_bits)
         if not is_count(num_classes, 2):
             raise HashCondenseError(
                 f"num_classes={num_classes!r} cannot work; retrieval needs a whole number >= 2 of classes"

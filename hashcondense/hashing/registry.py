@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hashcondense.registry import Registry
+from hashcondense.registries import HASHING
 
-HASHING = Registry("hashing method", package="hashcondense.hashing")
 register_hashing = HASHING.register
 
 

@@ -6,9 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from hashcondense.registry import Registry
+from hashcondense.registries import MODELS
 
-MODELS: Registry[nn.Module] = Registry("network", package="hashcondense.models")
 register_model = MODELS.register
 
 

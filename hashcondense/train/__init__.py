@@ -2,21 +2,40 @@
 IEM model pool and the gradient-matching baselines share (`step.train_step`), the training loop,
 resumable checkpoints, and building, saving and encoding networks."""
 
-from hashcondense.train.checkpoint import TrainCheckpoint
-from hashcondense.train.config import OPTIMIZERS, SCHEDULES, VIEWS, TrainConfig
-from hashcondense.train.network import build_network, encode, load_network_state, network_state
-from hashcondense.train.optim import lr_factor, make_optimizer, parameter_groups
-from hashcondense.train.step import NonFiniteLoss, shuffled_batches, train_step
-from hashcondense.train.trainer import train_hashing_network
-from hashcondense.train.views import training_views
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from hashcondense.utils.lazy import lazy_exports
+
+# public name -> module (imported on first use: TrainConfig loads without torch)
+_EXPORTS = {
+    "TrainCheckpoint": "checkpoint",
+    "OPTIMIZERS": "config",
+    "SCHEDULES": "config",
+    "VIEWS": "config",
+    "TrainConfig": "config",
+    "build_network": "network",
+    "encode": "network",
+    "load_network_state": "network",
+    "network_state": "network",
+    "lr_factor": "optim",
+    "make_optimizer": "optim",
+    "parameter_groups": "optim",
+    "NonFiniteLoss": "step",
+    "shuffled_batches": "step",
+    "train_step": "step",
+    "train_hashing_network": "trainer",
+    "training_views": "views",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 __all__ = [
+    "NonFiniteLoss",
     "OPTIMIZERS",
     "SCHEDULES",
-    "VIEWS",
-    "NonFiniteLoss",
     "TrainCheckpoint",
     "TrainConfig",
+    "VIEWS",
     "build_network",
     "encode",
     "load_network_state",
@@ -29,3 +48,12 @@ __all__ = [
     "train_step",
     "training_views",
 ]
+
+if TYPE_CHECKING:
+    from hashcondense.train.checkpoint import TrainCheckpoint
+    from hashcondense.train.config import OPTIMIZERS, SCHEDULES, VIEWS, TrainConfig
+    from hashcondense.train.network import build_network, encode, load_network_state, network_state
+    from hashcondense.train.optim import lr_factor, make_optimizer, parameter_groups
+    from hashcondense.train.step import NonFiniteLoss, shuffled_batches, train_step
+    from hashcondense.train.trainer import train_hashing_network
+    from hashcondense.train.views import training_views

@@ -9,7 +9,7 @@ from typing import Any
 
 from hashcondense.errors import HashCondenseError
 
-__all__ = ["check_count", "check_number", "is_count", "is_number"]
+__all__ = ["check_count", "check_hash_bits", "check_number", "is_count", "is_number"]
 
 
 def is_count(value: Any, minimum: int = 0) -> bool:
@@ -46,3 +46,12 @@ def check_number(
             bound += f" and < {maximum:g}"
         raise HashCondenseError(f"{name}={value!r} cannot work; use a number {bound} ({fix})")
     return float(value)
+
+
+def check_hash_bits(bits: Any) -> int:
+    """A hash code length: a whole number of bits from 2 to 4096."""
+    if not is_count(bits, 2) or int(bits) > 4096:
+        raise HashCondenseError(
+            f"hash_bits={bits!r} cannot work; use a whole bit length such as 16, 32, 64 or 128"
+        )
+    return int(bits)
