@@ -157,6 +157,10 @@ def test_demo_quick_prints_table_and_writes_runs(tmp_path, capsys):
     assert stored[labels[0]] == stored[labels[1]] == 100
     assert stored[labels[-1]] == 1000
     assert (out / "condense_iem" / "synthetic.safetensors").exists()
+    # fixed step counts, no time budget: the table does not depend on the machine's speed
+    card = json.loads((out / "condense_iem" / "card.json").read_text())
+    assert card["stopped"] == "finished" and card["steps_done"] == card["steps_total"] > 0
+    assert card["config"]["time_budget"] is None
 
 
 @pytest.mark.parametrize(
