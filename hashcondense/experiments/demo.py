@@ -15,6 +15,7 @@ from hashcondense.condense import CondenseConfig, condense
 from hashcondense.evaluate import EvalConfig, TrainConfig, run_evaluation
 from hashcondense.evaluate.plots import plot_curves
 from hashcondense.io.atomic import ensure_writable_dir, write_json
+from hashcondense.utils.logs import stage
 
 __all__ = ["run_demo"]
 
@@ -29,6 +30,7 @@ def run_demo(
     out: str = "runs/demo", seed: int = 0, quick: bool = False, show_progress: bool = True
 ) -> list[dict]:
     root = ensure_writable_dir(out)
+    stage("demo: IEM against Random and the whole split on digits; runs and the table -> %s", root)
     eval_steps = 20 if quick else 200
     rows: list[dict] = []
     curves: dict[str, dict] = {}
