@@ -1,0 +1,238 @@
+"""A condensation step against the machine's own throughput: FLOPs, efficiency and where IEM's time goes.
+
+Prints, in one run (one process, `--threads` torch threads):
+1. the machine's fp32 throughput: a 4096 x 4096 matrix product and a ConvNet-3 middle convolution
+   (128 -> 128 channels, 16 x 16, batch 400), forward only, GFLOP/s (median of 5 after a warm-up);
+2. for each method and images per class: the median step time (one inner step over all classes, after a
+   warm-up step), the step's FLOPs counted from the network's layer shapes (forward hooks on every
+   convolution and linear layer: 2 x multiply-adds; backward passes counted per layer as one pass for the
+   input gradient and one for the weight gradient when the weight is trained), the achieved GFLOP/s and
+   the efficiency = achieved / the convolution throughput measured in this run. For DSA and IDC the
+   count covers forward and first backward passes only (not the double backward of gradient matching,
+   nor the network update), so their efficiency is a lower bound;
+3. the split of one IEM step: real batch (sampling, copy), augmentation, multi-formation decode, real
+   forward, synthetic forward + backward, image update.
+
+CIFAR-10 (DESIGN protocol), ConvNet-3, DHD, 64 bits, each method's defaults (outer loop 0: IEM uses one
+pool member from --pool-dir, trained first if absent and not timed).
+
+    PYTHONPATH=. .venv/bin/python bench/bench_step_efficiency.py --root ../shared/data/cifar10 \
+        [--methods iem,dm,idc,dsa] [--ipc 1,10,50] [--steps 3] [--threads 2]
+The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+
+
+def _median_seconds(fn: Callable[[], object], runs: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine_throughput() -> dict[str, float]:
+    """GFLOP/s of a 4096^2 matrix product and of ConvNet-3's middle convolution, forward."""
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    matmul = 2 * 4096**3 / _median_seconds(lambda: a @ b) / 1e9
+    conv = nn.Conv2d(128, 128, 3, padding=1).requires_grad_(False)
+    x = torch.randn(400, 128, 16, 16)
+    flops = 2 * 400 * 128 * 16 * 16 * 128 * 9
+    with torch.inference_mode():
+        conv_rate = flops / _median_seconds(lambda: conv(x)) / 1e9
+    return {"matmul_gflops": round(matmul, 1), "conv_gflops": round(conv_rate, 1)}
+
+
+class FlopCounter:
+    """Counts multiply-add FLOPs of convolutions and linear layers while attached (see the docstring)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.flops = 0
+        self.handles = [
+            m.register_forward_hook(self._hook)
+            for m in net.modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))
+        ]
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        else:
+            per_output = module.in_features
+        forward = 2 * output.numel() * per_output
+        passes = 1
+        if output.requires_grad:  # a backward pass will follow: input gradient, and weight gradient
+            passes += int(inputs[0].requires_grad) + int(module.weight.requires_grad)
+        self.flops += forward * passes
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _engine(method: str, ipc: int, root: str, pool_dir: str, out: str, dataset):
+    from hashcondense.condense import CondenseConfig, CondenseEngine
+
+    options = {"pool_dir": pool_dir} if method == "iem" else {}
+    config = CondenseConfig(
+        dataset="cifar10", root=root, method=method, ipc=ipc, options=options, out=out,
+        show_progress=False, export_images=False, outer_loops=1, inner_loops=100,
+    )  # fmt: skip
+    engine = CondenseEngine(config, dataset=dataset)
+    plan = engine.setup()
+    engine._start_state(plan)
+    engine._prepare_method(plan, resumed=False)
+    engine.groups = engine._groups()
+    engine._begin_outer(0)
+    return engine
+
+
+def measure_step(
+    method: str, ipc: int, steps: int, root: str, pool_dir: str, dataset, conv_rate: float
+) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = _engine(method, ipc, root, pool_dir, tmp, dataset)
+        net = getattr(engine.method, "net", None)
+        counter = FlopCounter(net) if net is not None else None
+        engine._step(0, 0)  # warm-up, and the FLOP count of one step
+        flops = counter.flops if counter is not None else 0
+        if counter is not None:
+            counter.close()
+        times = []
+        for inner in range(1, steps + 1):
+            start = time.perf_counter()
+            engine._step(0, inner)
+            times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    rate = flops / seconds / 1e9
+    return {
+        "method": method,
+        "ipc": ipc,
+        "step_seconds": round(seconds, 3),
+        "gflop": round(flops / 1e9, 1),
+        "gflops": round(rate, 1),
+        "efficiency": round(rate / conv_rate, 3),
+    }
+
+
+def _real_batch(ctx, s, inner: int) -> list[torch.Tensor]:
+    from hashcondense.condense.context import Streams
+
+    classes = range(ctx.num_classes)
+    return [
+        ctx.images[ctx.sampler.sample(c, s.batch_real, ctx.rng(Streams.REAL, 0, inner, c))] for c in classes
+    ]
+
+
+def _decode_all(ctx, s, images: torch.Tensor, ipc: int) -> list[torch.Tensor]:
+    from hashcondense.condense.synthetic import decode
+
+    out = [
+        decode(images[c * ipc : (c + 1) * ipc], s.factor, ctx.mean, ctx.std) for c in range(ctx.num_classes)
+    ]
+    return [x[: s.batch_syn_max] if s.batch_syn_max else x for x in out]
+
+
+def _augment(ctx, real: list[torch.Tensor], syn: list[torch.Tensor], draws: list) -> tuple[list, list]:
+    with torch.no_grad():
+        real_v = [ctx.augment.apply(x, d) for x, d in zip(real, draws, strict=True)]
+    return real_v, [ctx.augment.apply(x, d) for x, d in zip(syn, draws, strict=True)]
+
+
+def _real_forward(method, real_v: list[torch.Tensor]) -> torch.Tensor:
+    from hashcondense.condense.embedding_matching import class_means
+
+    with torch.no_grad():
+        return class_means(method.embed(torch.cat(real_v)), [t.shape[0] for t in real_v])
+
+
+def _synthetic_pass(method, syn_v: list[torch.Tensor], real_mean: torch.Tensor) -> None:
+    from hashcondense.condense.embedding_matching import class_means
+
+    syn_mean = class_means(method.embed(torch.cat(syn_v)), [t.shape[0] for t in syn_v])
+    (real_mean - syn_mean).square().sum(dim=1).sum().backward()
+
+
+def iem_split(ipc: int, steps: int, root: str, pool_dir: str, dataset) -> dict[str, float]:
+    """Median seconds of each part of an IEM step, timed part by part on the engine's own objects
+    (the same operations as `CondenseEngine._step` with `EmbeddingMatching.match_losses`)."""
+    from hashcondense.condense.context import Streams
+
+    parts: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Callable[..., object], *args: object) -> object:
+        start = time.perf_counter()
+        value = fn(*args)
+        parts.setdefault(name, []).append(time.perf_counter() - start)
+        return value
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = _engine("iem", ipc, root, pool_dir, tmp, dataset)
+        ctx, s, method, images = engine.context, engine.settings, engine.method, engine.images
+        for inner in range(steps + 1):
+            images.grad = None
+            real = timed("real batch (sample, copy)", _real_batch, ctx, s, inner)
+            draws = [
+                ctx.augment.sample(1, ctx.rng(Streams.AUGMENT, 0, inner, c), shared=True) for c in range(10)
+            ]
+            syn = timed("multi-formation decode", _decode_all, ctx, s, images, ipc)
+            real_v, syn_v = timed("augmentation (real and synthetic)", _augment, ctx, real, syn, draws)
+            real_mean = timed("real forward", _real_forward, method, real_v)
+            timed("synthetic forward + backward", _synthetic_pass, method, syn_v, real_mean)
+            timed("image update", engine.opt.step)
+    return {name: round(statistics.median(values[1:]), 3) for name, values in parts.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default=str(HERE.parent.parent / "shared" / "data" / "cifar10"))
+    p.add_argument("--methods", default="iem,dm")
+    p.add_argument("--ipc", default="1,10,50")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--split-ipc", type=int, default=10, help="images per class of the IEM time split")
+    p.add_argument("--pool-dir", default=str(HERE / "out" / ".pool_cache"))
+    a = p.parse_args()
+
+    from hashcondense.data import load_dataset
+    from hashcondense.runtime import tune_allocator
+
+    tune_allocator()
+    torch.set_num_threads(a.threads)
+    machine = machine_throughput()
+    print(f"machine: matmul {machine['matmul_gflops']} GFLOP/s, conv {machine['conv_gflops']} GFLOP/s "
+          f"({a.threads} threads)", flush=True)  # fmt: skip
+    dataset = load_dataset("cifar10", root=a.root)
+    rows = []
+    for ipc in [int(x) for x in a.ipc.split(",")]:
+        for method in a.methods.split(","):
+            row = measure_step(method, ipc, a.steps, a.root, a.pool_dir, dataset, machine["conv_gflops"])
+            rows.append(row)
+            line = f"{method:>4} ipc {ipc:>2}: step {row['step_seconds']:.3f} s, {row['gflop']} GFLOP, "
+            print(line + f"{row['gflops']} GFLOP/s, efficiency {100 * row['efficiency']:.0f} %", flush=True)
+    split = iem_split(a.split_ipc, a.steps, a.root, a.pool_dir, dataset)
+    total = sum(split.values())
+    print(f"IEM step at {a.split_ipc}/class, part by part (median, sum {total:.3f} s):")
+    for name, seconds in split.items():
+        print(f"  {name:<36} {seconds:.3f} s  {100 * seconds / total:4.1f} %")
+    print(json.dumps({"machine": machine, "rows": rows, "iem_split": split, "threads": a.threads}))
+
+
+if __name__ == "__main__":
+    main()
