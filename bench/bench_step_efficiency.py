@@ -106,6 +106,7 @@ def _engine(method: str, ipc: int, root: str, pool_dir: str, out: str, dataset):
 def measure_step(
     method: str, ipc: int, steps: int, root: str, pool_dir: str, dataset, conv_rate: float
 ) -> dict:
+    """One (method, ipc) row: median step time after a warm-up step, FLOPs of one step, efficiency."""
     with tempfile.TemporaryDirectory() as tmp:
         engine = _engine(method, ipc, root, pool_dir, tmp, dataset)
         net = getattr(engine.method, "net", None)
@@ -220,12 +221,14 @@ def main() -> None:
           f"({a.threads} threads)", flush=True)  # fmt: skip
     dataset = load_dataset("cifar10", root=a.root)
     rows = []
+    conv_rate = machine["conv_gflops"]
     for ipc in [int(x) for x in a.ipc.split(",")]:
         for method in a.methods.split(","):
-            row = measure_step(method, ipc, a.steps, a.root, a.pool_dir, dataset, machine["conv_gflops"])
+            row = measure_step(method, ipc, a.steps, a.root, a.pool_dir, dataset, conv_rate)
             rows.append(row)
             line = f"{method:>4} ipc {ipc:>2}: step {row['step_seconds']:.3f} s, {row['gflop']} GFLOP, "
-            print(line + f"{row['gflops']} GFLOP/s, efficiency {100 * row['efficiency']:.0f} %", flush=True)
+            line += f"{row['gflops']} GFLOP/s, efficiency {100 * row['efficiency']:.0f} %"
+            print(line, flush=True)
     split = iem_split(a.split_ipc, a.steps, a.root, a.pool_dir, dataset)
     total = sum(split.values())
     print(f"IEM step at {a.split_ipc}/class, part by part (median, sum {total:.3f} s):")
