@@ -35,9 +35,10 @@ def main() -> None:
         if match is None or not (run / "metrics.json").exists():
             continue
         key = (match["spec"], int(match["seconds"]))
-        card = json.loads((run / "config.json").read_text())["train_set"]["card"]
+        train_set = json.loads((run / "config.json").read_text())["train_set"]
+        card = train_set["card"]
         steps_done[key] = "-" if card["method"] == "random" else str(card["steps_done"])
-        cond = Path(card["config"]["out"])
+        cond = Path(train_set["path"]).parent  # the condensation run (its set's metadata names no folder)
         if (cond / "card.json").exists():
             shutil.copyfile(cond / "card.json", keep / f"{cond.name}.card.json")
         metrics = json.loads((run / "metrics.json").read_text())
