@@ -53,12 +53,17 @@ def _run_list(_: argparse.Namespace) -> int:
     return 0
 
 
-class _Stderr(logging.StreamHandler):
-    """Writes to the `sys.stderr` of the moment (a caller may have replaced it since the last run)."""
+class _Stderr(logging.Handler):
+    """Writes to the `sys.stderr` of the moment (a caller may have replaced it since the last run),
+    above a progress bar that is being drawn rather than through it."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 (logging's contract: report, never raise)
+            self.handleError(record)
 
 
 def _console(quiet: bool) -> None:
