@@ -8,7 +8,6 @@ at once. The registries (which import torch) are read only when help is printed.
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -25,12 +24,29 @@ __all__ = [
     "start_compute",
 ]
 
-# Placeholder in a help text -> (module, function) of the registry whose names replace it.
-_REGISTRIES = {
-    "{datasets}": ("hashcondense.data", "list_datasets"),
-    "{models}": ("hashcondense.models", "list_models"),
-    "{hashing}": ("hashcondense.hashing", "list_hashing"),
-    "{methods}": ("hashcondense.condense", "list_methods"),
+def _declared(registry: str) -> Callable[[], list[str]]:
+    """Names a registry's modules declare, read from their source (no torch import: help is fast)."""
+
+    def names() -> list[str]:
+        from hashcondense import registries
+
+        return sorted(getattr(registries, registry).declared())
+
+    return names
+
+
+def _datasets() -> list[str]:
+    from hashcondense.data import list_datasets  # torch-free: also says which take a :PATH
+
+    return list_datasets()
+
+
+# Placeholder in a help text -> the function whose names replace it.
+_REGISTRIES: dict[str, Callable[[], list[str]]] = {
+    "{datasets}": _datasets,
+    "{models}": _declared("MODELS"),
+    "{hashing}": _declared("HASHING"),
+    "{methods}": _declared("METHODS"),
 }
 
 
@@ -40,10 +56,9 @@ class RegistryHelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = super()._get_help_string(action)
-        for placeholder, (module, function) in _REGISTRIES.items():
+        for placeholder, names in _REGISTRIES.items():
             if text and placeholder in text:
-                names = getattr(importlib.import_module(module), function)()
-                text = text.replace(placeholder, " | ".join(names))
+                text = text.replace(placeholder, " | ".join(names()))
         return text
 
 
