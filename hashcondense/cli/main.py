@@ -21,6 +21,7 @@ from hashcondense import __version__
 from hashcondense.cli.common import Parser
 from hashcondense.cli.condense import add_condense_parser
 from hashcondense.cli.demo import add_demo_parser
+from hashcondense.cli.experiment import add_experiment_parsers
 from hashcondense.cli.train import add_train_parser
 from hashcondense.errors import HashCondenseError
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_condense_parser(sub)
     add_demo_parser(sub)
+    add_experiment_parsers(sub)
     listing = sub.add_parser("list", help="list datasets, networks, hashing and condensation methods")
     listing.set_defaults(handler=_run_list)
     return parser

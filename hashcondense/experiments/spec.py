@@ -1,0 +1,174 @@
+"""An experiment is a declarative file: one table or figure of the paper as a grid of cells.
+
+A file (JSON, `experiments/tables/<name>.json`, or any path) holds:
+
+    name, title              what it reproduces
+    dataset                  data fields shared by every run ({"dataset": "cifar10", ...})
+    condense, evaluate       CondenseConfig / EvalConfig fields shared by every cell
+    grid                     {"method": [...], "ipc": [...], "bits": [...]}: one cell per combination
+    extra                    cells beside the grid, e.g. {"name": "whole", "train_set": "whole",
+                             "bits": [64], "evaluate": {...}} (own settings, laid over the preset's)
+    seeds                    evaluation seeds of every cell
+    presets                  name -> {"condense": {...}, "evaluate": {...}, "seeds": [...]}, laid over
+                             the shared settings
+    paper                    cell key -> the paper's value (mAP %), for the report
+
+A cell is one condensation config (none for a training set named directly, such as `whole`), one
+evaluation config and its seeds. Its key names it in the report ("iem/10/64", "whole/64"). Every
+mistake in a file is a one-line error naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from hashcondense.condense.config import CondenseConfig, check_names, check_run_settings
+from hashcondense.errors import HashCondenseError
+from hashcondense.evaluate.config import EvalConfig
+
+__all__ = ["Cell", "Experiment", "list_experiments", "load_experiment"]
+
+_FIELDS = {"name", "title", "dataset", "condense", "evaluate", "grid", "extra", "seeds", "presets", "paper"}
+_GRID = ("method", "ipc", "bits")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured value: a set to condense (None: `evaluate.train_set` names the training set) and
+    the evaluation of it, repeated for each seed."""
+
+    key: str
+    condense: dict[str, Any] | None
+    evaluate: dict[str, Any]
+    seeds: tuple[int, ...]
+
+
+@dataclass
+class Experiment:
+    name: str
+    title: str
+    source: Path
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def paper(self) -> dict[str, float]:
+        return dict(self.raw.get("paper", {}))
+
+    def presets(self) -> list[str]:
+        return sorted(self.raw.get("presets", {}))
+
+    def cells(self, preset: str = "cpu", root: str | None = None) -> list[Cell]:
+        """Every cell, with `preset` laid over the shared settings, validated."""
+        over = self._preset(preset)
+        data = {**self.raw.get("dataset", {}), **({"root": root} if root is not None else {})}
+        seeds = tuple(int(s) for s in over.get("seeds", self.raw.get("seeds", [0])))
+        cells = [self._grid_cell(values, data, over, seeds) for values in self._grid()]
+        for extra in self.raw.get("extra", []):
+            for bits in extra.get("bits", [64]):
+                layers = (
+                    data,
+                    self.raw.get("evaluate", {}),
+                    over.get("evaluate", {}),
+                    extra.get("evaluate", {}),
+                )
+                evaluate = _merge(*layers)
+                evaluate.update(train_set=extra["train_set"], bits=bits)
+                cells.append(Cell(f"{extra['name']}/{bits}", None, self._evaluate(evaluate), seeds))
+        return cells
+
+    def _grid(self) -> list[dict[str, Any]]:
+        grid = self.raw.get("grid", {})
+        axes = [grid.get(axis, []) for axis in _GRID]
+        return [dict(zip(_GRID, combo, strict=True)) for combo in itertools.product(*axes)]
+
+    def _grid_cell(self, values: dict, data: dict, over: dict, seeds: tuple[int, ...]) -> Cell:
+        condense = _merge(data, self.raw.get("condense", {}), over.get("condense", {}), values)
+        evaluate = _merge(data, self.raw.get("evaluate", {}), over.get("evaluate", {}))
+        evaluate["bits"] = values["bits"]
+        key = "/".join(str(values[axis]) for axis in _GRID)
+        return Cell(key, self._condense(condense), self._evaluate(evaluate), seeds)
+
+    def _preset(self, preset: str) -> dict[str, Any]:
+        presets = self.raw.get("presets", {})
+        if preset not in presets:
+            valid = ", ".join(sorted(presets)) or "none"
+            raise HashCondenseError(
+                f"experiment {self.name} has no preset '{preset}'; choose one of: {valid}"
+            )
+        return presets[preset]
+
+    def _condense(self, values: dict[str, Any]) -> dict[str, Any]:
+        try:
+            config = CondenseConfig.from_dict({**values, "out": "-", "show_progress": False})
+        except (HashCondenseError, TypeError) as exc:
+            raise HashCondenseError(f"experiment {self.source}: {exc}") from None
+        check_run_settings(config)
+        check_names(config)
+        return {k: v for k, v in values.items() if k != "out"}
+
+    def _evaluate(self, values: dict[str, Any]) -> dict[str, Any]:
+        try:
+            config = EvalConfig.from_dict(
+                {"train_set": "whole", **values, "out": "-", "show_progress": False}
+            )
+        except (HashCondenseError, TypeError) as exc:
+            raise HashCondenseError(f"experiment {self.source}: {exc}") from None
+        config.train.check()
+        return values
+
+
+def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers win; the nested `train` and `options` mappings merge key by key."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in ("train", "options") and isinstance(value, dict):
+                out[key] = {**out.get(key, {}), **value}
+            else:
+                out[key] = value
+    return out
+
+
+def _tables() -> Path:
+    return Path(str(resources.files("hashcondense.experiments"))) / "tables"
+
+
+def list_experiments() -> list[str]:
+    """The experiment files that come with the package."""
+    return sorted(p.stem for p in _tables().glob("*.json"))
+
+
+def load_experiment(name_or_path: str) -> Experiment:
+    """An experiment by name (`list_experiments()`) or by the path of a JSON file."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = _tables() / f"{name_or_path}.json"
+        if not path.is_file():
+            valid = ", ".join(list_experiments())
+            raise HashCondenseError(
+                f"unknown experiment '{name_or_path}'; choose one of: {valid}, or a .json file"
+            )
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HashCondenseError(
+            f"cannot read experiment {path} ({exc}); pass a JSON experiment file"
+        ) from None
+    if not isinstance(raw, dict):
+        raise HashCondenseError(f"experiment {path} is not a JSON object")
+    unknown = set(raw) - _FIELDS
+    if unknown:
+        raise HashCondenseError(
+            f"experiment {path} has unknown fields {sorted(unknown)}; valid: {sorted(_FIELDS)}"
+        )
+    unknown_axes = set(raw.get("grid", {})) - set(_GRID)
+    if unknown_axes:
+        raise HashCondenseError(
+            f"experiment {path}: unknown grid axes {sorted(unknown_axes)}; valid: {list(_GRID)}"
+        )
+    return Experiment(str(raw.get("name", path.stem)), str(raw.get("title", "")), path, raw)

@@ -1,0 +1,99 @@
+"""The cell store: every condensed set and evaluation run of the experiments, keyed by digests of their
+resolved configs, so that a finished one is never recomputed and a changed config is.
+
+    <store>/sets/<digest of the condensation config>/     a condensation run folder (shared by every
+                                                          cell and experiment that asks for that set)
+    <store>/cells/<digest of the cell>/seed<N>/           an evaluation run folder per seed
+    .../done.json                                         written last: the folder is finished
+
+The digests leave out what only says where files are or how a run is driven (output folder, data root,
+progress, resume), and an evaluation names its condensed set by the set's digest, not its path: the
+store can move and two machines fill the same keys. Each folder is locked while a process works in it
+(`fcntl.flock`, released when the process ends), so several invocations can fill one table side by
+side: a locked folder is skipped by the others, an interrupted one (no done.json) is resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hashcondense.experiments.spec import Cell
+from hashcondense.io.atomic import ensure_writable_dir, write_json
+
+__all__ = ["CellStore", "Locked"]
+
+_LOCATION = {"out", "root", "download", "show_progress", "resume", "overwrite", "export_images", "device"}
+_LOCATION_OPTIONS = {"pool_dir"}
+
+
+class Locked(Exception):
+    """Another process works in this folder."""
+
+
+def _digest(values: dict[str, Any]) -> str:
+    kept = {k: v for k, v in values.items() if k not in _LOCATION}
+    if isinstance(kept.get("options"), dict):
+        kept["options"] = {k: v for k, v in kept["options"].items() if k not in _LOCATION_OPTIONS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class CellStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def set_folder(self, cell: Cell) -> Path | None:
+        return None if cell.condense is None else self.root / "sets" / _digest(cell.condense)
+
+    def cell_folder(self, cell: Cell) -> Path:
+        evaluate = dict(cell.evaluate)
+        if cell.condense is not None:
+            evaluate["train_set"] = f"set:{_digest(cell.condense)}"
+        return self.root / "cells" / _digest({"key": cell.key, "evaluate": evaluate})
+
+    def seed_folder(self, cell: Cell, seed: int) -> Path:
+        return self.cell_folder(cell) / f"seed{seed}"
+
+    @staticmethod
+    def done(folder: Path | None) -> bool:
+        return folder is None or (folder / "done.json").is_file()
+
+    @staticmethod
+    def mark_done(folder: Path, facts: dict[str, Any]) -> None:
+        write_json(folder / "done.json", facts)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def locked(folder: Path) -> Iterator[None]:
+        """Hold the folder's lock for the block; `Locked` if another process holds it."""
+        ensure_writable_dir(folder)
+        with open(folder / ".lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Locked(str(folder)) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def metrics(self, cell: Cell) -> dict[int, dict[str, Any]]:
+        """Seed -> metrics.json of the finished evaluations of a cell."""
+        out = {}
+        for seed in cell.seeds:
+            folder = self.seed_folder(cell, seed)
+            if self.done(folder) and (folder / "metrics.json").is_file():
+                out[seed] = json.loads((folder / "metrics.json").read_text())
+        return out
+
+    def set_card(self, cell: Cell) -> dict[str, Any] | None:
+        folder = self.set_folder(cell)
+        if folder is None or not (folder / "card.json").is_file():
+            return None
+        return json.loads((folder / "card.json").read_text())

@@ -1,0 +1,134 @@
+"""Experiment files, the cell store (finished cells skipped, changed ones recomputed, interrupted ones
+resumed, busy ones left to their process) and the report, on tiny digits runs."""
+
+import json
+
+import pytest
+
+from hashcondense import cli
+from hashcondense.errors import HashCondenseError
+from hashcondense.experiments.report import write_report
+from hashcondense.experiments.runner import plan_cells, run_experiment
+from hashcondense.experiments.spec import load_experiment
+from hashcondense.experiments.store import CellStore
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = {
+    "name": "tiny",
+    "title": "digits, a table in miniature",
+    "dataset": {"dataset": "digits", "image_size": 16},
+    "condense": {
+        "arch": "convnet3", "arch_kwargs": {"width": 8}, "batch_real": 8, "checkpoint_every": 1,
+        "export_images": False,
+    },  # fmt: skip
+    "evaluate": {"train": {"epochs": 1, "batch_size": 50}},
+    "grid": {"method": ["random", "dm"], "ipc": [1], "bits": [16]},
+    "extra": [{"name": "whole", "train_set": "random:3", "bits": [16]}],
+    "seeds": [0],
+    "presets": {"cpu": {"condense": {"outer_loops": 2}, "seeds": [0, 1]}},
+    "paper": {"dm/1/16": 20.0, "random/1/16": 15.0},
+}
+
+
+def _file(tmp_path, name="tiny.json", **changes):
+    path = tmp_path / name
+    path.write_text(json.dumps({**TINY, **changes}))
+    return str(path)
+
+
+def test_packaged_table1_loads_and_checks_every_cell():
+    cells = load_experiment("table1").cells("cpu")
+    keys = [cell.key for cell in cells]
+    assert len(keys) == 32 and "iem/10/64" in keys and "whole/64" in keys
+    assert all(cell.condense["time_budget"] == 1800 for cell in cells if cell.condense)
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"grid": {"method": ["iemm"], "ipc": [1], "bits": [16]}}, "unknown condensation method 'iemm'"),
+        ({"presets": {"cpu": {"condense": {"time_budget": -5}}}}, "time_budget=-5"),
+        ({"colour": 1}, "unknown fields ['colour']"),
+        ({"grid": {"methods": ["dm"]}}, "unknown grid axes ['methods']"),
+    ],
+)
+def test_experiment_mistakes_are_one_line(tmp_path, changes, needle):
+    with pytest.raises(HashCondenseError) as error:
+        load_experiment(_file(tmp_path, **changes)).cells("cpu")
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unknown_experiment_and_preset_are_one_line(capsys):
+    assert cli.main(["experiment", "table9", "--dry-run"]) == 2
+    assert "unknown experiment 'table9'" in capsys.readouterr().err
+    assert cli.main(["experiment", "table1", "--preset", "gpu", "--dry-run"]) == 2
+    assert "no preset 'gpu'; choose one of: cpu, paper" in capsys.readouterr().err
+
+
+def _metrics_times(store, experiment):
+    return {
+        (cell.key, seed): store.seed_folder(cell, seed).joinpath("metrics.json").stat().st_mtime_ns
+        for cell in experiment.cells("cpu")
+        for seed in cell.seeds
+    }
+
+
+def test_cells_are_cached_recomputed_when_changed_and_reported(tmp_path):
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    assert [s.status for s in plan_cells(experiment, store, "cpu")] == ["todo", "todo", "todo"]
+    outcome = dict(run_experiment(experiment, store, "cpu", quiet=True))
+    assert set(outcome.values()) == {"done"}
+    assert [s.status for s in plan_cells(experiment, store, "cpu")] == ["done", "done", "done"]
+    before = _metrics_times(store, experiment)
+    assert set(dict(run_experiment(experiment, store, "cpu", quiet=True)).values()) == {"already done"}
+    assert _metrics_times(store, experiment) == before  # nothing recomputed
+
+    longer = {"train": {"epochs": 2, "batch_size": 50}}
+    changed = load_experiment(_file(tmp_path, "changed.json", evaluate=longer))
+    assert [s.status for s in plan_cells(changed, store, "cpu")] == ["todo", "todo", "todo"]
+    # ...but the condensed sets are the same configs: shared, not condensed again
+    dm = next(c for c in changed.cells("cpu") if c.key == "dm/1/16")
+    assert store.done(store.set_folder(dm))
+
+    text = write_report(store, tmp_path / "RESULTS.md", [experiment.source.as_posix()])
+    assert "## tiny (cpu preset)" in text and "| dm/1/16 |" in text and "(n=2)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| dm/1/16 |"))
+    measured = float(row.split("|")[2].split()[0])
+    assert f"{measured - 20.0:+.2f}" in row and "| 2/2 |" in row  # difference to the paper; set steps
+
+
+def test_interrupted_cell_resumes_and_busy_cell_is_left_alone(tmp_path, monkeypatch):
+    from hashcondense.condense import engine
+
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    step = engine.CondenseEngine._step
+
+    def dies_in_the_second_outer_loop(self, outer, inner):
+        if outer == 1:
+            raise KeyboardInterrupt
+        return step(self, outer, inner)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.CondenseEngine, "_step", dies_in_the_second_outer_loop)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)
+    dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
+    folder = store.set_folder(dm)
+    assert (folder / "checkpoint.safetensors").exists() and not store.done(folder)
+
+    with store.locked(folder):  # another process at work on this set
+        assert dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)) == {
+            "dm/1/16": "skipped: running elsewhere"
+        }
+    assert dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)) == {"dm/1/16": "done"}
+    assert "resuming from outer loop 1" in (folder / "log.txt").read_text()
+    assert json.loads((folder / "done.json").read_text())["steps_done"] == 2
+
+
+def test_dry_run_lists_cells_with_their_cost(tmp_path, capsys):
+    assert cli.main(["experiment", _file(tmp_path), "--dry-run", "--out", str(tmp_path / "s")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[1].startswith("dm/1/16") and "todo" in lines[1]
+    assert "evaluation 2000 steps x 2 seed(s)" in lines[1] or "1 epochs x 2 seed(s)" in lines[1]
+    assert not (tmp_path / "s").exists()  # a dry run writes nothing
