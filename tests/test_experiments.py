@@ -132,3 +132,12 @@ def test_dry_run_lists_cells_with_their_cost(tmp_path, capsys):
     assert len(lines) == 3 and lines[1].startswith("dm/1/16") and "todo" in lines[1]
     assert "evaluation 2000 steps x 2 seed(s)" in lines[1] or "1 epochs x 2 seed(s)" in lines[1]
     assert not (tmp_path / "s").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("name", ["table1", "table2", "table3", "table4", "table5", "table7"])
+def test_every_packaged_experiment_loads_under_both_presets(name):
+    experiment = load_experiment(name)
+    assert experiment.presets() == ["cpu", "paper"]
+    for preset in experiment.presets():
+        keys = {cell.key for cell in experiment.cells(preset)}
+        assert set(experiment.paper) <= keys, set(experiment.paper) - keys  # every paper value has a cell

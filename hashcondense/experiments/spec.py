@@ -5,7 +5,10 @@ A file (JSON, `experiments/tables/<name>.json`, or any path) holds:
     name, title              what it reproduces
     dataset                  data fields shared by every run ({"dataset": "cifar10", ...})
     condense, evaluate       CondenseConfig / EvalConfig fields shared by every cell
-    grid                     {"method": [...], "ipc": [...], "bits": [...]}: one cell per combination
+    grid                     axis -> values, one cell per combination: "method", "ipc" (condensation),
+                             "bits", "hashing", "dataset", "image_size" (both), or a dotted field:
+                             "condense.factor",
+                             "condense.options.use_pool", "evaluate.hashing", "evaluate.train.epochs"
     extra                    cells beside the grid, e.g. {"name": "whole", "train_set": "whole",
                              "bits": [64], "evaluate": {...}} (own settings, laid over the preset's)
     seeds                    evaluation seeds of every cell
@@ -14,7 +17,8 @@ A file (JSON, `experiments/tables/<name>.json`, or any path) holds:
     paper                    cell key -> the paper's value (mAP %), for the report
 
 A cell is one condensation config (none for a training set named directly, such as `whole`), one
-evaluation config and its seeds. Its key names it in the report ("iem/10/64", "whole/64"). Every
+evaluation config and its seeds. Its key is its grid values joined by "/" in axis order ("iem/10/64"),
+or an extra cell's name and bits ("whole/64"). Every
 mistake in a file is a one-line error naming the file and the field.
 """
 
@@ -34,7 +38,9 @@ from hashcondense.evaluate.config import EvalConfig
 __all__ = ["Cell", "Experiment", "list_experiments", "load_experiment"]
 
 _FIELDS = {"name", "title", "dataset", "condense", "evaluate", "grid", "extra", "seeds", "presets", "paper"}
-_GRID = ("method", "ipc", "bits")
+# shorthand axes (condensation only, or both configs); any other is condense.FIELD or evaluate.FIELD
+_GRID = ("method", "ipc", "bits", "hashing", "dataset", "image_size")
+_SIDES = ("condense", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -83,14 +89,14 @@ class Experiment:
 
     def _grid(self) -> list[dict[str, Any]]:
         grid = self.raw.get("grid", {})
-        axes = [grid.get(axis, []) for axis in _GRID]
-        return [dict(zip(_GRID, combo, strict=True)) for combo in itertools.product(*axes)]
+        return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
     def _grid_cell(self, values: dict, data: dict, over: dict, seeds: tuple[int, ...]) -> Cell:
-        condense = _merge(data, self.raw.get("condense", {}), over.get("condense", {}), values)
+        condense = _merge(data, self.raw.get("condense", {}), over.get("condense", {}))
         evaluate = _merge(data, self.raw.get("evaluate", {}), over.get("evaluate", {}))
-        evaluate["bits"] = values["bits"]
-        key = "/".join(str(values[axis]) for axis in _GRID)
+        for axis, value in values.items():
+            _place(axis, value, condense, evaluate)
+        key = "/".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values.values())
         return Cell(key, self._condense(condense), self._evaluate(evaluate), seeds)
 
     def _preset(self, preset: str) -> dict[str, Any]:
@@ -120,6 +126,22 @@ class Experiment:
             raise HashCondenseError(f"experiment {self.source}: {exc}") from None
         config.train.check()
         return values
+
+
+def _place(axis: str, value: Any, condense: dict[str, Any], evaluate: dict[str, Any]) -> None:
+    """Set a grid axis: `method` and `ipc` name condensation fields, `bits`, `hashing`, `dataset` and
+    `image_size` both configs', and
+    `condense.X`, `condense.options.X`, `evaluate.X`, `evaluate.train.X` one field of one config."""
+    if axis in ("method", "ipc"):
+        condense[axis] = value
+    elif axis in ("bits", "hashing", "dataset", "image_size"):
+        condense[axis] = evaluate[axis] = value
+    else:
+        side, *path = axis.split(".")
+        target = {"condense": condense, "evaluate": evaluate}[side]
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
 
 
 def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
@@ -166,9 +188,15 @@ def load_experiment(name_or_path: str) -> Experiment:
         raise HashCondenseError(
             f"experiment {path} has unknown fields {sorted(unknown)}; valid: {sorted(_FIELDS)}"
         )
-    unknown_axes = set(raw.get("grid", {})) - set(_GRID)
-    if unknown_axes:
+    grid = raw.get("grid", {})
+    unknown_axes = (
+        [a for a in grid if a not in _GRID and a.split(".")[0] not in _SIDES]
+        if isinstance(grid, dict)
+        else []
+    )
+    if unknown_axes or not isinstance(grid, dict):
         raise HashCondenseError(
-            f"experiment {path}: unknown grid axes {sorted(unknown_axes)}; valid: {list(_GRID)}"
+            f"experiment {path}: unknown grid axes {sorted(unknown_axes)}; use {', '.join(_GRID)}, "
+            "condense.FIELD or evaluate.FIELD"
         )
     return Experiment(str(raw.get("name", path.stem)), str(raw.get("title", "")), path, raw)
