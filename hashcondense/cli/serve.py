@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,12 @@ def _check_run_dir(run: str) -> None:
 
 
 def _start(args: argparse.Namespace) -> None:
-    """torch (and faiss) threads as asked, after every cheap check."""
+    """torch (and faiss) threads as asked, after every cheap check.
+
+    Idle OpenMP threads sleep instead of spinning (unless OMP_WAIT_POLICY says otherwise): with the
+    spinning default, faiss on 2 threads ran 10-60x slower while another job held the second core of
+    our 2-core machine (BENCHMARKS.md). Set before torch and faiss load their OpenMP runtimes."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     common.start_compute(args)
     if args.threads:
         from hashcondense.serve.index_file import import_faiss
@@ -125,7 +131,7 @@ def add_index_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--codes", required=True, help="codes file from `hashcondense encode`")
     b.add_argument("--out", required=True, help="index file to write (.safetensors)")
     b.add_argument("--kind", choices=["flat", "ivf"], default="flat", help="flat (exact, default) or ivf")
-    b.add_argument("--nlist", type=int, help="ivf: inverted lists (default about 4 sqrt(n))")
+    b.add_argument("--nlist", type=int, help="ivf: inverted lists (default about sqrt(n))")
     b.add_argument("--nprobe", type=int, help="ivf: lists a search visits (default nlist / 8)")
     b.add_argument("--threads", type=int, help="CPU threads for faiss")
     return b
