@@ -12,7 +12,7 @@ flat (ids in common / 100) and its tie-aware form (answers at distance <= flat's
 code is as good an answer). One timed run per search after a warm-up.
 
 faiss runs on `--threads` OpenMP threads (default 1) with OMP_WAIT_POLICY=PASSIVE, as the serving
-commands set it: with the spinning default, 2 threads made faiss's searches and k-means 10-60x slower
+commands set it: with the spinning default, 2 threads made faiss's searches and k-means 9-65x slower
 whenever another job held the second core of our shared 2-core machine.
 
 Run: .venv/bin/python bench/bench_serve.py [--size 1000000] [--threads 1]   (the last line is JSON)

@@ -46,7 +46,7 @@ def _start(args: argparse.Namespace) -> None:
     """torch (and faiss) threads as asked, after every cheap check.
 
     Idle OpenMP threads sleep instead of spinning (unless OMP_WAIT_POLICY says otherwise): with the
-    spinning default, faiss on 2 threads ran 10-60x slower while another job held the second core of
+    spinning default, faiss on 2 threads ran 9-65x slower while another job held the second core of
     our 2-core machine (BENCHMARKS.md). Set before torch and faiss load their OpenMP runtimes."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     common.start_compute(args)
