@@ -375,6 +375,24 @@ def test_hamming_index_matches_stable_brute_force(backend, bits):
         assert np.array_equal(dist, np.take_along_axis(ref, want, axis=1))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "faiss"])
+def test_hamming_index_add_packed_equals_add_and_clears_padding(backend):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    rng = np.random.default_rng(3)
+    q, _, d, _ = random_problem(rng, nq=20, nd=300, bits=12)
+    packed = pack_codes(d)
+    packed[:, -1] |= 0x0F  # set the 4 padding bits: they must not count
+    a, b = HammingIndex(12, backend=backend), HammingIndex(12, backend=backend)
+    a.add(d)
+    b.add_packed(packed)
+    assert b.ntotal == 300
+    for x, y in zip(a.search(q, 50), b.search(q, 50), strict=True):
+        assert np.array_equal(x, y)
+    with pytest.raises(HashCondenseError, match="uint8"):
+        b.add_packed(packed[:, :1])
+
+
 def test_hamming_index_errors():
     index = HammingIndex(8, backend="numpy")
     with pytest.raises(HashCondenseError, match="empty"):

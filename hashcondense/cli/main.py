@@ -3,11 +3,14 @@
     hashcondense train     --dataset D --train-set {whole,random:N,PATH} --hash H --arch A --bits B --out DIR
     hashcondense condense  --dataset D --method M --ipc N --out DIR
     hashcondense demo      [--out DIR]
+    hashcondense encode    --run RUN (--images FOLDER | --dataset D [--split S]) --out CODES
+    hashcondense index build --codes CODES --out INDEX [--kind flat|ivf]
+    hashcondense search    --index INDEX --run RUN (--image FILE | --images FOLDER | --queries SPLIT)
     hashcondense list
 
-Each sub-command lives in its own module (`cli.train`, `cli.condense`, `cli.demo`) and sets its
-handler on the parsed arguments. A user mistake prints one line on stderr and exits with status 2
-(no traceback).
+Each sub-command lives in its own module (`cli.train`, `cli.condense`, `cli.demo`; the serving
+commands in `cli.serve`) and sets its handler on the parsed arguments. A user mistake prints one line
+on stderr and exits with status 2 (no traceback).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from hashcondense.cli.common import Parser
 from hashcondense.cli.condense import add_condense_parser
 from hashcondense.cli.demo import add_demo_parser
 from hashcondense.cli.experiment import add_experiment_parsers
+from hashcondense.cli.serve import add_encode_parser, add_index_parser, add_search_parser
 from hashcondense.cli.train import add_train_parser
 from hashcondense.errors import HashCondenseError
 
@@ -37,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_condense_parser(sub)
     add_demo_parser(sub)
     add_experiment_parsers(sub)
+    add_encode_parser(sub)
+    add_index_parser(sub)
+    add_search_parser(sub)
     listing = sub.add_parser("list", help="list datasets, networks, hashing and condensation methods")
     listing.set_defaults(handler=_run_list)
     return parser

@@ -36,9 +36,10 @@ def save_tensors(
 
 
 def load_tensors(
-    path: str | os.PathLike[str], what: str = "file"
+    path: str | os.PathLike[str], what: str = "file", fix: str = "re-create it"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a file written by `save_tensors`; a missing, truncated or foreign file is a one-line error."""
+    """Read a file written by `save_tensors`; a missing, truncated or foreign file is a one-line error
+    (`fix` says how to make a truncated one again, e.g. the command that writes it)."""
     file = Path(path)
     if not file.is_file():
         raise HashCondenseError(f"{what} {file} does not exist; check the path")
@@ -50,7 +51,7 @@ def load_tensors(
         meta = json.loads(header.get("__metadata__", {}).get(_META_KEY, "null"))
     except (SafetensorError, ValueError, UnicodeDecodeError, json.JSONDecodeError, OverflowError) as exc:
         raise HashCondenseError(
-            f"{what} {file} is truncated or corrupt ({str(exc).splitlines()[0][:80]}); re-create it"
+            f"{what} {file} is truncated or corrupt ({str(exc).splitlines()[0][:80]}); {fix}"
         ) from None
     if not isinstance(meta, dict):
         raise HashCondenseError(

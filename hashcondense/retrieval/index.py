@@ -24,7 +24,7 @@ import numpy as np
 from hashcondense.errors import HashCondenseError
 from hashcondense.retrieval.codes import hamming_topk, pack_codes, to_codes, unpack_codes
 
-__all__ = ["HammingIndex"]
+__all__ = ["HammingIndex", "faiss_stable_search"]
 
 Backend = Literal["auto", "faiss", "numpy"]
 # Queries per faiss range search: bounds the size of its result lists.
@@ -87,6 +87,26 @@ class HammingIndex:
         packed = pack_codes(self._check(codes, "codes to add"))
         if packed.shape[0] == 0:
             return
+        self._append(packed)
+
+    def add_packed(self, packed: Any) -> None:
+        """Append codes already packed by `pack_codes`, (n, ceil(bits / 8)) uint8: a stored index is
+        loaded without unpacking and repacking its codes. Padding bits past `bits` are cleared (set
+        ones would add to every distance)."""
+        p = np.ascontiguousarray(np.asarray(packed))
+        width = (self.bits + 7) // 8
+        if p.ndim != 2 or p.dtype != np.uint8 or p.shape[1] != width:
+            raise HashCondenseError(
+                f"packed codes must be (n, {width}) uint8 for {self.bits} bits, got {p.dtype} {p.shape}; "
+                "pack them with hashcondense.retrieval.pack_codes"
+            )
+        if self.bits % 8:
+            p = p.copy()
+            p[:, -1] &= np.uint8((0xFF << (8 - self.bits % 8)) & 0xFF)
+        if p.shape[0]:
+            self._append(p)
+
+    def _append(self, packed: np.ndarray) -> None:
         self._packed.append(packed)
         self._unpacked = None
         if self._index is not None:
@@ -115,21 +135,34 @@ class HammingIndex:
 
     def _search_faiss(self, qp: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         assert self._index is not None
-        dist_k = self._index.search(qp, k)[0][:, -1].astype(np.int64)
-        dist = np.empty((qp.shape[0], k), dtype=np.int64)
-        idx = np.empty((qp.shape[0], k), dtype=np.int64)
-        total = self.ntotal
-        for radius in np.unique(dist_k).tolist():
-            group = np.flatnonzero(dist_k == radius)
-            for start in range(0, group.size, _RANGE_BATCH):
-                rows = group[start : start + _RANGE_BATCH]
-                lims, d, i = self._index.range_search(qp[rows], int(radius) + 1)
-                lims = lims.astype(np.int64)
-                counts = np.diff(lims)
-                owner = np.repeat(np.arange(rows.size, dtype=np.int64), counts)
-                key = (owner * (self.bits + 1) + d.astype(np.int64)) * total + i.astype(np.int64)
-                key.sort()
-                take = key[lims[:-1, None] + np.arange(k)]
-                dist[rows] = (take // total) % (self.bits + 1)
-                idx[rows] = take % total
-        return dist, idx
+        return faiss_stable_search(self._index, qp, k, self.bits)
+
+
+def faiss_stable_search(
+    index: Any, qp: np.ndarray, k: int, bits: int, kth: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """faiss's k nearest of packed queries `qp`, re-ordered by (distance, index) (module docstring).
+
+    Works for any faiss binary index with a range search (flat, IVF: then among the probed lists).
+    Every query must have at least k stored codes in reach. `kth`: each query's k-th distance when
+    the caller already searched; `bits`: the code length, which bounds every distance.
+    """
+    dist_k = index.search(qp, k)[0][:, -1] if kth is None else kth
+    dist_k = np.asarray(dist_k).astype(np.int64)
+    dist = np.empty((qp.shape[0], k), dtype=np.int64)
+    idx = np.empty((qp.shape[0], k), dtype=np.int64)
+    total = int(index.ntotal)
+    for radius in np.unique(dist_k).tolist():
+        group = np.flatnonzero(dist_k == radius)
+        for start in range(0, group.size, _RANGE_BATCH):
+            rows = group[start : start + _RANGE_BATCH]
+            lims, d, i = index.range_search(qp[rows], int(radius) + 1)
+            lims = lims.astype(np.int64)
+            counts = np.diff(lims)
+            owner = np.repeat(np.arange(rows.size, dtype=np.int64), counts)
+            key = (owner * (bits + 1) + d.astype(np.int64)) * total + i.astype(np.int64)
+            key.sort()
+            take = key[lims[:-1, None] + np.arange(k)]
+            dist[rows] = (take // total) % (bits + 1)
+            idx[rows] = take % total
+    return dist, idx
