@@ -141,3 +141,11 @@ def test_every_packaged_experiment_loads_under_both_presets(name):
     for preset in experiment.presets():
         keys = {cell.key for cell in experiment.cells(preset)}
         assert set(experiment.paper) <= keys, set(experiment.paper) - keys  # every paper value has a cell
+
+
+def test_the_data_root_does_not_change_where_a_cell_lives(tmp_path):
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    rooted_cells = experiment.cells("cpu", root="/data/elsewhere")
+    for plain, rooted in zip(experiment.cells("cpu"), rooted_cells, strict=True):
+        assert store.cell_folder(plain) == store.cell_folder(rooted)
+        assert store.set_folder(plain) == store.set_folder(rooted)

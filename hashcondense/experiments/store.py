@@ -37,11 +37,16 @@ class Locked(Exception):
     """Another process works in this folder."""
 
 
-def _digest(values: dict[str, Any]) -> str:
+def _settings(values: dict[str, Any]) -> dict[str, Any]:
+    """A run config without the fields that only say where files are or how the run is driven."""
     kept = {k: v for k, v in values.items() if k not in _LOCATION}
     if isinstance(kept.get("options"), dict):
         kept["options"] = {k: v for k, v in kept["options"].items() if k not in _LOCATION_OPTIONS}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return kept
+
+
+def _digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class CellStore:
@@ -49,12 +54,12 @@ class CellStore:
         self.root = Path(root)
 
     def set_folder(self, cell: Cell) -> Path | None:
-        return None if cell.condense is None else self.root / "sets" / _digest(cell.condense)
+        return None if cell.condense is None else self.root / "sets" / _digest(_settings(cell.condense))
 
     def cell_folder(self, cell: Cell) -> Path:
-        evaluate = dict(cell.evaluate)
+        evaluate = _settings(cell.evaluate)
         if cell.condense is not None:
-            evaluate["train_set"] = f"set:{_digest(cell.condense)}"
+            evaluate["train_set"] = f"set:{_digest(_settings(cell.condense))}"
         return self.root / "cells" / _digest({"key": cell.key, "evaluate": evaluate})
 
     def seed_folder(self, cell: Cell, seed: int) -> Path:
