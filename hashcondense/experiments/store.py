@@ -24,13 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hashcondense.condense.config import LOCATION_FIELDS, LOCATION_OPTIONS
 from hashcondense.experiments.spec import Cell
 from hashcondense.io.atomic import ensure_writable_dir, write_json
 
 __all__ = ["CellStore", "Locked"]
 
-_LOCATION = {"out", "root", "download", "show_progress", "resume", "overwrite", "export_images", "device"}
-_LOCATION_OPTIONS = {"pool_dir"}
+# what a set file's metadata leaves out (condense.config), and the device: one key on any machine
+_LOCATION = LOCATION_FIELDS | {"device"}
 
 
 class Locked(Exception):
@@ -41,7 +42,7 @@ def _settings(values: dict[str, Any]) -> dict[str, Any]:
     """A run config without the fields that only say where files are or how the run is driven."""
     kept = {k: v for k, v in values.items() if k not in _LOCATION}
     if isinstance(kept.get("options"), dict):
-        kept["options"] = {k: v for k, v in kept["options"].items() if k not in _LOCATION_OPTIONS}
+        kept["options"] = {k: v for k, v in kept["options"].items() if k not in LOCATION_OPTIONS}
     return kept
 
 
