@@ -106,7 +106,7 @@ def _package_dirs(package: str) -> list[Path]:
 
 
 def _registered_name(decorator: ast.expr) -> str | None:
-    """"name" of a `@register_xxx("name", ...)` decorator, else None."""
+    """ "name" of a `@register_xxx("name", ...)` decorator, else None."""
     if not (isinstance(decorator, ast.Call) and decorator.args):
         return None
     func = decorator.func

@@ -115,8 +115,20 @@ def test_bad_input_is_one_line_error(tmp_path):
 def test_config_file_reruns_a_run_and_flags_override_it(tmp_path, capsys):
     first = tmp_path / "first"
     common = ["--outer-loops", "2", "--bits", "16", "--batch-real", "8", "--lr-img", "0.5", "--quiet"]
-    args = parse("--dataset", "digits", "--method", "dm", "--ipc", "1", "--seed", "3", "--no-images",
-                 *common, "--out", str(first))
+    args = parse(
+        "--dataset",
+        "digits",
+        "--method",
+        "dm",
+        "--ipc",
+        "1",
+        "--seed",
+        "3",
+        "--no-images",
+        *common,
+        "--out",
+        str(first),
+    )
     assert run_condense_command(args) == 0
     saved = first / "config.json"
 

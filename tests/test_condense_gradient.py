@@ -186,7 +186,7 @@ def test_dsa_trains_the_network_on_the_updated_synthetic_set(tmp_path, small):
     e.run()
     # the engine's stored images themselves, after the step's update; the network trains on them decoded
     assert [same for same, _ in handed] == [True, True]
-    (images, labels), = trained_on
+    ((images, labels),) = trained_on
     assert torch.equal(images, handed[0][1]) and labels.tolist() == list(range(10))
 
 

@@ -19,7 +19,10 @@ TINY = {
     "title": "digits, a table in miniature",
     "dataset": {"dataset": "digits", "image_size": 16},
     "condense": {
-        "arch": "convnet3", "arch_kwargs": {"width": 8}, "batch_real": 8, "checkpoint_every": 1,
+        "arch": "convnet3",
+        "arch_kwargs": {"width": 8},
+        "batch_real": 8,
+        "checkpoint_every": 1,
         "export_images": False,
     },  # fmt: skip
     "evaluate": {"train": {"epochs": 1, "batch_size": 50}},
@@ -41,7 +44,34 @@ def test_packaged_table1_loads_and_checks_every_cell():
     cells = load_experiment("table1").cells("cpu")
     keys = [cell.key for cell in cells]
     assert len(keys) == 32 and "iem/10/64" in keys and "whole/64" in keys
-    assert all(cell.condense["time_budget"] == 1800 for cell in cells if cell.condense)
+    # the preset's "cells" patterns: a smaller budget at 1 per class, two seeds at 10 per class
+    for cell in cells:
+        ipc = cell.condense["ipc"] if cell.condense else None
+        if cell.condense:
+            assert cell.condense["time_budget"] == (600 if ipc == 1 else 1800), cell.key
+        assert cell.seeds == ((0, 1) if ipc == 10 else (0,)), cell.key
+
+
+def test_preset_cell_patterns_apply_in_file_order_to_matching_cells_only(tmp_path):
+    presets = {
+        "cpu": {
+            "condense": {"outer_loops": 2},
+            "cells": {"dm/*": {"condense": {"outer_loops": 3}, "seeds": [4]}, "*/1/*": {"seeds": [5, 6]}},
+        }
+    }
+    cells = {c.key: c for c in load_experiment(_file(tmp_path, presets=presets)).cells("cpu")}
+    assert cells["dm/1/16"].condense["outer_loops"] == 3 and cells["dm/1/16"].seeds == (5, 6)
+    assert cells["random/1/16"].condense["outer_loops"] == 2 and cells["random/1/16"].seeds == (5, 6)
+    assert cells["whole/16"].seeds == (0,)
+
+
+def test_experiments_share_a_measurement_with_the_same_set_and_evaluation():
+    store = CellStore("/store")
+    table1 = {c.key: c for c in load_experiment("table1").cells("cpu")}
+    curve = {c.key: c for c in load_experiment("evallength").cells("cpu")}
+    assert store.cell_folder(curve["iem/500"]) == store.cell_folder(table1["iem/10/64"])
+    assert store.set_folder(curve["random/2000"]) == store.set_folder(table1["random/10/64"])
+    assert store.cell_folder(curve["iem/1000"]) != store.cell_folder(table1["iem/10/64"])
 
 
 @pytest.mark.parametrize(
@@ -134,10 +164,11 @@ def test_dry_run_lists_cells_with_their_cost(tmp_path, capsys):
     assert not (tmp_path / "s").exists()  # a dry run writes nothing
 
 
-@pytest.mark.parametrize("name", ["table1", "table2", "table3", "table4", "table5", "table7"])
-def test_every_packaged_experiment_loads_under_both_presets(name):
+@pytest.mark.parametrize("name", ["table1", "table2", "table3", "table4", "table5", "table7", "evallength"])
+def test_every_packaged_experiment_loads_under_its_presets(name):
     experiment = load_experiment(name)
-    assert experiment.presets() == ["cpu", "paper"]
+    # the paper's tables have both presets; a study of this machine's budget (evallength) only cpu
+    assert experiment.presets() == (["cpu"] if name == "evallength" else ["cpu", "paper"])
     for preset in experiment.presets():
         keys = {cell.key for cell in experiment.cells(preset)}
         assert set(experiment.paper) <= keys, set(experiment.paper) - keys  # every paper value has a cell

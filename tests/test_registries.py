@@ -20,6 +20,14 @@ def test_declared_presets_are_the_methods_presets():
         assert keys is None and not presets or sorted(keys) == sorted(presets), name
 
 
+def test_every_method_takes_the_cpu_preset_that_the_experiment_files_name():
+    from hashcondense.condense.config import CondenseConfig, check_names
+
+    for name in METHODS.names():
+        assert "cpu" in METHODS.get(name).presets, name
+        check_names(CondenseConfig(method=name, preset="cpu"))
+
+
 def test_check_refuses_an_unknown_name_with_the_valid_ones():
     from hashcondense.errors import HashCondenseError
 

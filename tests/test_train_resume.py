@@ -141,7 +141,7 @@ def test_cli_resume_after_interrupt(tmp_path, monkeypatch, capsys):
 def test_cli_truncated_checkpoint_is_a_one_line_error(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "checkpoint.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a")
+    (out / "checkpoint.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a')
     assert cli.main(_argv(out, "--resume")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1

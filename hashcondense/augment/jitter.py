@@ -154,7 +154,7 @@ def _gray(x: Tensor) -> Tensor:
     """ITU-R 601 luma (torchvision's grayscale), (B, 1, H, W)."""
     if x.shape[1] == 1:
         return x
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def _jitter(x: Tensor, factors: list[Tensor], hue: Tensor, order: list[int]) -> Tensor:

@@ -24,6 +24,7 @@ __all__ = [
     "start_compute",
 ]
 
+
 def _declared(registry: str) -> Callable[[], list[str]]:
     """Names a registry's modules declare, read from their source (no torch import: help is fast)."""
 

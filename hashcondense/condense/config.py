@@ -320,8 +320,9 @@ def check_names(config: CondenseConfig) -> None:
     sources, without importing them (so the command line answers a mistyped name before torch loads)."""
     method = METHODS.check(config.method)
     preset = config.preset or "paper"
-    presets = declared_dict_keys(METHODS.declared().get(method), "presets")
-    if preset != "paper" and presets is not None and preset not in presets:
+    # a method that declares no presets has only "paper", as resolve_settings sees it
+    presets = declared_dict_keys(METHODS.declared().get(method), "presets") or []
+    if preset != "paper" and preset not in presets:
         valid = ", ".join(["paper", *sorted(presets)])
         raise HashCondenseError(f"unknown preset '{preset}' for this method; choose one of: {valid}")
     HASHING.check(config.hashing)

@@ -164,8 +164,6 @@ class CondenseMethod:
         return {}
 
 
-
-
 def register_method(name: str):
     """Class decorator: `@register_method("iem")` sets `cls.name` and records the class."""
 

@@ -36,8 +36,6 @@ class DatasetEntry:
         return f"{name}:PATH" if self.takes_path else name
 
 
-
-
 def register_dataset(name: str, description: str, takes_path: bool = False) -> Callable[[Loader], Loader]:
     """Function decorator: record `loader` as dataset `name` (spec `name:PATH` when `takes_path`)."""
 

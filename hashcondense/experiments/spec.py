@@ -13,7 +13,9 @@ A file (JSON, `experiments/tables/<name>.json`, or any path) holds:
                              "bits": [64], "evaluate": {...}} (own settings, laid over the preset's)
     seeds                    evaluation seeds of every cell
     presets                  name -> {"condense": {...}, "evaluate": {...}, "seeds": [...]}, laid over
-                             the shared settings
+                             the shared settings; its "cells" maps a cell-key pattern (fnmatch,
+                             "*/1/*") to such a layer for the matching cells only, e.g. a smaller
+                             budget or more seeds for one images-per-class
     paper                    cell key -> the paper's value (mAP %), for the report
 
 A cell is one condensation config (none for a training set named directly, such as `whole`), one
@@ -24,6 +26,7 @@ mistake in a file is a one-line error naming the file and the field.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -70,12 +73,17 @@ class Experiment:
 
     def cells(self, preset: str = "cpu", root: str | None = None) -> list[Cell]:
         """Every cell, with `preset` laid over the shared settings, validated."""
-        over = self._preset(preset)
+        preset_layer = self._preset(preset)
         data = {**self.raw.get("dataset", {}), **({"root": root} if root is not None else {})}
-        seeds = tuple(int(s) for s in over.get("seeds", self.raw.get("seeds", [0])))
-        cells = [self._grid_cell(values, data, over, seeds) for values in self._grid()]
+        cells = []
+        for values in self._grid():
+            over = self._layer(preset_layer, _key(values))
+            seeds = tuple(int(s) for s in over.get("seeds", self.raw.get("seeds", [0])))
+            cells.append(self._grid_cell(values, data, over, seeds))
         for extra in self.raw.get("extra", []):
             for bits in extra.get("bits", [64]):
+                over = self._layer(preset_layer, f"{extra['name']}/{bits}")
+                seeds = tuple(int(s) for s in over.get("seeds", self.raw.get("seeds", [0])))
                 layers = (
                     data,
                     self.raw.get("evaluate", {}),
@@ -96,8 +104,25 @@ class Experiment:
         evaluate = _merge(data, self.raw.get("evaluate", {}), over.get("evaluate", {}))
         for axis, value in values.items():
             _place(axis, value, condense, evaluate)
-        key = "/".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values.values())
-        return Cell(key, self._condense(condense), self._evaluate(evaluate), seeds)
+        return Cell(_key(values), self._condense(condense), self._evaluate(evaluate), seeds)
+
+    def _layer(self, preset: dict[str, Any], key: str) -> dict[str, Any]:
+        """The preset's settings for the cell `key`: its shared layer, then each matching pattern of
+        its "cells" in file order."""
+        patterns = preset.get("cells", {})
+        if not isinstance(patterns, dict):
+            raise HashCondenseError(
+                f"experiment {self.source}: a preset's cells must map key patterns to settings"
+            )
+        out = {k: v for k, v in preset.items() if k != "cells"}
+        for pattern, layer in patterns.items():
+            if fnmatch.fnmatch(key, pattern):
+                for side in _SIDES:
+                    if side in layer:
+                        out[side] = _merge(out.get(side, {}), layer[side])
+                if "seeds" in layer:
+                    out["seeds"] = layer["seeds"]
+        return out
 
     def _preset(self, preset: str) -> dict[str, Any]:
         presets = self.raw.get("presets", {})
@@ -126,6 +151,10 @@ class Experiment:
             raise HashCondenseError(f"experiment {self.source}: {exc}") from None
         config.train.check()
         return values
+
+
+def _key(values: dict[str, Any]) -> str:
+    return "/".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values.values())
 
 
 def _place(axis: str, value: Any, condense: dict[str, Any], evaluate: dict[str, Any]) -> None:

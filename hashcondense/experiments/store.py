@@ -61,7 +61,9 @@ class CellStore:
         evaluate = _settings(cell.evaluate)
         if cell.condense is not None:
             evaluate["train_set"] = f"set:{_digest(_settings(cell.condense))}"
-        return self.root / "cells" / _digest({"key": cell.key, "evaluate": evaluate})
+        # no cell key in the digest: the same set evaluated the same way is one measurement, shared by
+        # every experiment that asks for it (table1's iem/10/64 is also a point of the length curve)
+        return self.root / "cells" / _digest({"evaluate": evaluate})
 
     def seed_folder(self, cell: Cell, seed: int) -> Path:
         return self.cell_folder(cell) / f"seed{seed}"

@@ -71,8 +71,9 @@ class HashingMethod(nn.Module):
 
     # ---- input handling shared by the methods -------------------------------------------------------
 
-    def _views(self, codes: list[torch.Tensor] | tuple[torch.Tensor, ...] | torch.Tensor,
-               max_views: int) -> list[torch.Tensor]:
+    def _views(
+        self, codes: list[torch.Tensor] | tuple[torch.Tensor, ...] | torch.Tensor, max_views: int
+    ) -> list[torch.Tensor]:
         """Check `codes` (a list of (B, hash_bits) tensors, or one tensor) and return float32+ views."""
         if isinstance(codes, torch.Tensor):
             codes = [codes]
@@ -89,8 +90,10 @@ class HashingMethod(nn.Module):
                     f"{self.name} expects codes of shape (batch, {self.hash_bits}) for every view; got "
                     f"{[tuple(x.shape) for x in views]}: check hash_bits and the network's head"
                 )
-        return [v.float() if v.dtype in (torch.float16, torch.bfloat16) or not v.is_floating_point() else v
-                for v in views]
+        return [
+            v.float() if v.dtype in (torch.float16, torch.bfloat16) or not v.is_floating_point() else v
+            for v in views
+        ]
 
     def _targets(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """Labels (B,) class indices or (B, C) multi-hot -> float (B, C) targets on `like`'s device/dtype."""
@@ -109,8 +112,9 @@ class HashingMethod(nn.Module):
         return f"num_classes={self.num_classes}, hash_bits={self.hash_bits}"
 
 
-def check_setting(method: str, name: str, value: float, hint: str, *, allow_zero: bool = False,
-                  maximum: float | None = None) -> float:
+def check_setting(
+    method: str, name: str, value: float, hint: str, *, allow_zero: bool = False, maximum: float | None = None
+) -> float:
     """Validate a numeric setting of a hashing method and return it as float.
 
     Raises `HashCondenseError` naming the setting and the fix unless `value` is a finite real number,

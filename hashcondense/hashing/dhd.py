@@ -84,10 +84,12 @@ class DHD(HashingMethod):
         self.proxy_gain = check_setting("DHD", "proxy_gain", proxy_gain, "tanh's gain 5/3 is the default")
         self.loss_weights = {
             "hp": 1.0,
-            "sdh": check_setting("DHD", "sdh_weight", sdh_weight, "the paper uses 0.1; 0 turns it off",
-                                 allow_zero=True),
-            "bceq": check_setting("DHD", "bceq_weight", bceq_weight, "the paper uses 0.1; 0 turns it off",
-                                  allow_zero=True),
+            "sdh": check_setting(
+                "DHD", "sdh_weight", sdh_weight, "the paper uses 0.1; 0 turns it off", allow_zero=True
+            ),
+            "bceq": check_setting(
+                "DHD", "bceq_weight", bceq_weight, "the paper uses 0.1; 0 turns it off", allow_zero=True
+            ),
         }
         self.proxies = nn.Parameter(torch.empty(self.num_classes, self.hash_bits))
         nn.init.xavier_uniform_(self.proxies, gain=self.proxy_gain)
@@ -151,11 +153,12 @@ class DHD(HashingMethod):
         return [list(network.parameters()), self.proxy_parameters()]
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, temperature={self.temperature}, sigma={self.sigma}, "
-                f"weights={self.loss_weights}")
+        return (
+            f"{super().extra_repr()}, temperature={self.temperature}, sigma={self.sigma}, "
+            f"weights={self.loss_weights}"
+        )
 
 
 def _log1mexp(a: torch.Tensor) -> torch.Tensor:
     """log(1 - exp(-a)) for a >= 0, floored at log(1e-20) (zero gradient below the floor)."""
     return torch.log((-torch.expm1(-a)).clamp_min(_LOG_FLOOR))
-

@@ -112,5 +112,6 @@ def balanced_codes(
         i += 1
         if i == num_codes:
             return codes
-    raise HashCondenseError(f"{method}: could not draw {num_codes} distinct balanced codes of {bits} bits; "
-                            "use more hash_bits")
+    raise HashCondenseError(
+        f"{method}: could not draw {num_codes} distinct balanced codes of {bits} bits; use more hash_bits"
+    )

@@ -73,7 +73,11 @@ class OrthoHash(HashingMethod):
         super().__init__(num_classes, hash_bits)
         self.scale = check_setting("OrthoHash", "scale", scale, "the paper uses 8")
         self.margin = check_setting(
-            "OrthoHash", "margin", margin, "the paper uses 0.2, its README 0.3 for CIFAR-10", allow_zero=True,
+            "OrthoHash",
+            "margin",
+            margin,
+            "the paper uses 0.2, its README 0.3 for CIFAR-10",
+            allow_zero=True,
             maximum=2.0,
         )
         quan = check_setting("OrthoHash", "quan_weight", quan_weight, "0 turns it off", allow_zero=True)
@@ -102,8 +106,10 @@ class OrthoHash(HashingMethod):
         return terms
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, scale={self.scale}, margin={self.margin}, "
-                f"codebook_seed={self.codebook_seed}, codebook_min_distance={self.codebook_min_distance:.2f}")
+        return (
+            f"{super().extra_repr()}, scale={self.scale}, margin={self.margin}, "
+            f"codebook_seed={self.codebook_seed}, codebook_min_distance={self.codebook_min_distance:.2f}"
+        )
 
 
 def greedy_codebook(

@@ -31,9 +31,7 @@ def make_optimizer(
     return cls(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def parameter_groups(
-    net: HashingNetwork, method: HashingMethod, config: TrainConfig
-) -> list[dict[str, Any]]:
+def parameter_groups(net: HashingNetwork, method: HashingMethod, config: TrainConfig) -> list[dict[str, Any]]:
     """One group for every trainable parameter, or, with `config.backbone_lr_scale != 1`, the backbone
     apart (`lr_scale` = that factor) from the hash head and the method's own parameters (lr_scale 1).
 

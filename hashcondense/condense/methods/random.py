@@ -19,6 +19,9 @@ __all__ = ["RandomSelection"]
 @register_method("random")
 class RandomSelection(CondenseMethod):
     optimizes = False
+    # nothing to shorten on a CPU: the cpu preset is the paper's selection, so one experiment preset
+    # can name it for every method of a table
+    presets = {"cpu": {}}
 
     @classmethod
     def default_settings(cls, info: DatasetInfo) -> dict[str, Any]:
