@@ -158,10 +158,30 @@ def test_interrupted_cell_resumes_and_busy_cell_is_left_alone(tmp_path, monkeypa
 
 def test_dry_run_lists_cells_with_their_cost(tmp_path, capsys):
     assert cli.main(["experiment", _file(tmp_path), "--dry-run", "--out", str(tmp_path / "s")]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    head, *lines, total = capsys.readouterr().out.strip().splitlines()
+    assert head.startswith("this machine: ") and "GFLOP/s of convolution at 1 thread(s)" in head
     assert len(lines) == 3 and lines[1].startswith("dm/1/16") and "todo" in lines[1]
-    assert "evaluation 2000 steps x 2 seed(s)" in lines[1] or "1 epochs x 2 seed(s)" in lines[1]
+    assert (
+        "1 epochs x 2 seed(s)" in lines[1]
+        and "CPU-min left (condense ? (no budget) + evaluation 2 x " in lines[1]
+    )
+    assert total.startswith("left: ") and "over 3 priced cell(s)" in total
     assert not (tmp_path / "s").exists()  # a dry run writes nothing
+
+
+def test_cost_model_counts_convnet3_flops_from_its_layers_and_prices_an_evaluation():
+    from hashcondense.data import load_dataset
+    from hashcondense.experiments.cost import EFFICIENCY, CostModel, forward_gflop
+
+    # ConvNet-3 at 32 px: 3->128 at 32x32, 128->128 at 16x16 and 8x8, 3x3 kernels; 2048 -> 64 head
+    macs = 9 * (3 * 128 * 32 * 32 + 128 * 128 * 16 * 16 + 128 * 128 * 8 * 8) + 2048 * 64
+    assert forward_gflop("convnet3", 32, 3, 64) == pytest.approx(2 * macs / 1e9)
+    data = load_dataset("digits", image_size=16)
+    train = {"auto_steps": 10, "batch_size": 50}
+    evaluate = {"arch": "convnet3", "bits": 16, "hashing": "dhd", "train": train}
+    seconds = CostModel(throughput=100.0).evaluation_seconds(evaluate, data, train_images=100)
+    work = (10 * 50 * 2 * 3 + len(data.database) + len(data.query)) * forward_gflop("convnet3", 16, 1, 16)
+    assert seconds == pytest.approx(work / (100.0 * EFFICIENCY))
 
 
 @pytest.mark.parametrize("name", ["table1", "table2", "table3", "table4", "table5", "table7", "evallength"])

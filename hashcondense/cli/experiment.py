@@ -44,10 +44,20 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     experiment.cells(args.preset, root=args.root)  # every cell checked before anything runs
     store = CellStore(args.out)
     if args.dry_run:
+        from hashcondense.experiments.cost import CostModel, machine_gflops
         from hashcondense.experiments.runner import plan_cells
 
-        for status in plan_cells(experiment, store, args.preset, args.cells):
+        common.start_compute(args)  # the estimate times this machine at the run's thread count
+        model = CostModel(machine_gflops())
+        print(
+            f"this machine: {model.throughput:.0f} GFLOP/s of convolution at {torch_threads()} thread(s), "
+            "measured now (a busy machine measures lower and prices higher)"
+        )
+        plan = plan_cells(experiment, store, args.preset, args.cells, args.root, price=model)
+        for status in plan:
             print(status.line())
+        priced = [s.minutes for s in plan if s.minutes is not None]
+        print(f"left: {sum(priced) / 60:.1f} CPU-hours estimated over {len(priced)} priced cell(s)")
         return 0
     common.start_compute(args)
     from hashcondense.experiments.runner import run_experiment
@@ -55,6 +65,12 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     for key, outcome in run_experiment(experiment, store, args.preset, args.cells, args.root, args.quiet):
         print(f"{key}: {outcome}")
     return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def run_report_command(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 from hashcondense.condense import CondenseConfig, condense
 from hashcondense.data import RetrievalDataset, load_dataset
+from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate import EvalConfig, run_evaluation
 from hashcondense.experiments.spec import Cell, Experiment
 from hashcondense.experiments.store import CellStore, Locked
@@ -29,7 +30,8 @@ class CellStatus:
     cell: Cell
     status: str  # done | partial | todo
     seeds_done: int
-    cost: str  # what the cell will spend, from its settings
+    cost: str  # what the cell will spend, from its settings (and priced on this machine if asked)
+    minutes: float | None = None  # the estimated CPU-minutes of what is left; None: not priced
 
     def line(self) -> str:
         seeds = f"{self.seeds_done}/{len(self.cell.seeds)} seeds"
@@ -44,21 +46,64 @@ def _cost(cell: Cell) -> str:
     if cell.condense is None:
         return evaluation
     budget = cell.condense.get("time_budget")
-    condensing = f"condense {cell.condense['method']}: " + (
-        f"{budget / 60:g} CPU-min budget" if budget else "no time budget (the preset's steps)"
-    )
+    if cell.condense["method"] == "random":
+        condensing = "random selection (no optimisation)"
+    else:
+        condensing = f"condense {cell.condense['method']}: " + (
+            f"{budget / 60:g} CPU-min budget" if budget else "no time budget (the preset's steps)"
+        )
     return f"{condensing}; {evaluation}"
 
 
-def plan_cells(experiment: Experiment, store: CellStore, preset: str, pattern: str = "*") -> list[CellStatus]:
-    """The cells whose key matches `pattern` (fnmatch, e.g. "iem/*"), with what the store holds."""
+def _priced(status: CellStatus, store: CellStore, model: Any, datasets: _Datasets) -> CellStatus:
+    """`status` with the estimated CPU-minutes of what the cell has left (see experiments.cost)."""
+    cell = status.cell
+    try:
+        data = datasets.get(cell.evaluate)
+    except HashCondenseError:
+        status.cost += "; not priced: its data does not load (check --root)"
+        return status
+    seconds, parts = 0.0, []
+    condense_left = cell.condense is not None and not store.done(store.set_folder(cell))
+    if condense_left and cell.condense["method"] != "random":
+        budget = cell.condense.get("time_budget")
+        pool = model.pool_seconds(cell.condense, data, pool_cached=False)
+        seconds += (budget or 0.0) + pool
+        parts.append(f"condense {budget / 60:.0f}" if budget else "condense ? (no budget)")
+        if pool:
+            parts.append(f"pool {pool / 60:.0f} unless cached")
+    train_images = (
+        model.decoded_images(cell.condense, data) if cell.condense else len(data.indices("train"))
+    )
+    seeds_left = len(cell.seeds) - status.seeds_done
+    if seeds_left:
+        per_seed = model.evaluation_seconds(cell.evaluate, data, train_images)
+        seconds += seeds_left * per_seed
+        parts.append(f"evaluation {seeds_left} x {per_seed / 60:.1f}")
+    status.minutes = seconds / 60
+    status.cost += f"; ~{status.minutes:.0f} CPU-min left ({' + '.join(parts) or 'nothing'})"
+    return status
+
+
+def plan_cells(
+    experiment: Experiment,
+    store: CellStore,
+    preset: str,
+    pattern: str = "*",
+    root: str | None = None,
+    price: Any = None,
+) -> list[CellStatus]:
+    """The cells whose key matches `pattern` (fnmatch, e.g. "iem/*"), with what the store holds and,
+    given a `price` model (`experiments.cost.CostModel`), what is left of each in CPU-minutes."""
+    datasets = _Datasets()
     out = []
-    for cell in experiment.cells(preset):
+    for cell in experiment.cells(preset, root=root):
         if not fnmatch.fnmatch(cell.key, pattern):
             continue
         done = len(store.metrics(cell))
         status = "done" if done == len(cell.seeds) else ("partial" if done else "todo")
-        out.append(CellStatus(cell, status, done, _cost(cell)))
+        line = CellStatus(cell, status, done, _cost(cell))
+        out.append(_priced(line, store, price, datasets) if price and status != "done" else line)
     return out
 
 

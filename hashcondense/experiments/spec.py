@@ -8,9 +8,14 @@ A file (JSON, `experiments/tables/<name>.json`, or any path) holds:
     grid                     axis -> values, one cell per combination: "method", "ipc" (condensation),
                              "bits", "hashing", "dataset", "image_size" (both), or a dotted field:
                              "condense.factor",
-                             "condense.options.use_pool", "evaluate.hashing", "evaluate.train.epochs"
+                             "condense.options.use_pool", "evaluate.hashing", "evaluate.train.epochs";
+                             or a list of such grids (a table with two halves), each of which may
+                             hold "with": {"dataset": {...}, "condense": {...}, "evaluate": {...}},
+                             settings of its cells only (table3's ImageNet half: another dataset
+                             and network), and "label": a word put before its cells' keys
     extra                    cells beside the grid, e.g. {"name": "whole", "train_set": "whole",
-                             "bits": [64], "evaluate": {...}} (own settings, laid over the preset's)
+                             "bits": [64], "evaluate": {...}} (own settings, laid over the preset's;
+                             "dataset": {...} for another dataset than the shared one)
     seeds                    evaluation seeds of every cell
     presets                  name -> {"condense": {...}, "evaluate": {...}, "seeds": [...]}, laid over
                              the shared settings; its "cells" maps a cell-key pattern (fnmatch,
@@ -44,6 +49,8 @@ _FIELDS = {"name", "title", "dataset", "condense", "evaluate", "grid", "extra", 
 # shorthand axes (condensation only, or both configs); any other is condense.FIELD or evaluate.FIELD
 _GRID = ("method", "ipc", "bits", "hashing", "dataset", "image_size")
 _SIDES = ("condense", "evaluate")
+_WITH = {"dataset", *_SIDES}  # what a grid's own "with" settings may hold
+_GRID_SETTINGS = ("with", "label")  # a grid's entries that are not axes
 
 
 @dataclass(frozen=True)
@@ -76,16 +83,16 @@ class Experiment:
         preset_layer = self._preset(preset)
         data = {**self.raw.get("dataset", {}), **({"root": root} if root is not None else {})}
         cells = []
-        for values in self._grid():
+        for own, values in self._grid():
             over = self._layer(preset_layer, _key(values))
             seeds = tuple(int(s) for s in over.get("seeds", self.raw.get("seeds", [0])))
-            cells.append(self._grid_cell(values, data, over, seeds))
+            cells.append(self._grid_cell(values, {**data, **own.get("dataset", {})}, own, over, seeds))
         for extra in self.raw.get("extra", []):
             for bits in extra.get("bits", [64]):
                 over = self._layer(preset_layer, f"{extra['name']}/{bits}")
                 seeds = tuple(int(s) for s in over.get("seeds", self.raw.get("seeds", [0])))
                 layers = (
-                    data,
+                    {**data, **extra.get("dataset", {})},
                     self.raw.get("evaluate", {}),
                     over.get("evaluate", {}),
                     extra.get("evaluate", {}),
@@ -95,13 +102,24 @@ class Experiment:
                 cells.append(Cell(f"{extra['name']}/{bits}", None, self._evaluate(evaluate), seeds))
         return cells
 
-    def _grid(self) -> list[dict[str, Any]]:
-        grid = self.raw.get("grid", {})
-        return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    def _grid(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(the grid's own settings, axis values) of every combination of every grid."""
+        out = []
+        for grid in _grids(self.raw):
+            axes = {k: v for k, v in grid.items() if k not in _GRID_SETTINGS}
+            own = grid.get("with", {})
+            label = {"label": grid["label"]} if "label" in grid else {}
+            out += [
+                (own, {**label, **dict(zip(axes, c, strict=True))}) for c in itertools.product(*axes.values())
+            ]
+        return out
 
-    def _grid_cell(self, values: dict, data: dict, over: dict, seeds: tuple[int, ...]) -> Cell:
-        condense = _merge(data, self.raw.get("condense", {}), over.get("condense", {}))
-        evaluate = _merge(data, self.raw.get("evaluate", {}), over.get("evaluate", {}))
+    def _grid_cell(self, values: dict, data: dict, own: dict, over: dict, seeds: tuple[int, ...]) -> Cell:
+        sides = {
+            side: _merge(data, self.raw.get(side, {}), own.get(side, {}), over.get(side, {}))
+            for side in _SIDES
+        }
+        condense, evaluate = sides["condense"], sides["evaluate"]
         for axis, value in values.items():
             _place(axis, value, condense, evaluate)
         return Cell(_key(values), self._condense(condense), self._evaluate(evaluate), seeds)
@@ -153,14 +171,21 @@ class Experiment:
         return values
 
 
+def _grids(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    grid = raw.get("grid", {})
+    return grid if isinstance(grid, list) else [grid]
+
+
 def _key(values: dict[str, Any]) -> str:
     return "/".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values.values())
 
 
 def _place(axis: str, value: Any, condense: dict[str, Any], evaluate: dict[str, Any]) -> None:
-    """Set a grid axis: `method` and `ipc` name condensation fields, `bits`, `hashing`, `dataset` and
-    `image_size` both configs', and
-    `condense.X`, `condense.options.X`, `evaluate.X`, `evaluate.train.X` one field of one config."""
+    """Set a grid axis (a grid's label only names its cells): `method` and `ipc` name condensation
+    fields, `bits`, `hashing`, `dataset` and `image_size` both configs', and `condense.X`,
+    `condense.options.X`, `evaluate.X`, `evaluate.train.X` one field of one config."""
+    if axis == "label":
+        return
     if axis in ("method", "ipc"):
         condense[axis] = value
     elif axis in ("bits", "hashing", "dataset", "image_size"):
@@ -217,15 +242,24 @@ def load_experiment(name_or_path: str) -> Experiment:
         raise HashCondenseError(
             f"experiment {path} has unknown fields {sorted(unknown)}; valid: {sorted(_FIELDS)}"
         )
-    grid = raw.get("grid", {})
+    grids = _grids(raw)
+    shapes_ok = all(
+        isinstance(g, dict) and isinstance(g.get("with", {}), dict) and set(g.get("with", {})) <= _WITH
+        for g in grids
+    )
     unknown_axes = (
-        [a for a in grid if a not in _GRID and a.split(".")[0] not in _SIDES]
-        if isinstance(grid, dict)
+        [
+            a
+            for g in grids
+            for a in g
+            if a not in _GRID_SETTINGS and a not in _GRID and a.split(".")[0] not in _SIDES
+        ]
+        if shapes_ok
         else []
     )
-    if unknown_axes or not isinstance(grid, dict):
+    if unknown_axes or not shapes_ok:
         raise HashCondenseError(
             f"experiment {path}: unknown grid axes {sorted(unknown_axes)}; use {', '.join(_GRID)}, "
-            "condense.FIELD or evaluate.FIELD"
+            'condense.FIELD or evaluate.FIELD (and "with" for a grid\'s own dataset/condense/evaluate)'
         )
     return Experiment(str(raw.get("name", path.stem)), str(raw.get("title", "")), path, raw)
