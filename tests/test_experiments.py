@@ -31,6 +31,12 @@ TINY = {
     "seeds": [0],
     "presets": {"cpu": {"condense": {"outer_loops": 2}, "seeds": [0, 1]}},
     "paper": {"dm/1/16": 20.0, "random/1/16": 15.0},
+    "figures": [
+        {"name": "pr", "kind": "pr", "cells": "*/1/16", "series": "method"},
+        {"name": "by-ipc", "kind": "line", "cells": "*/1/16", "series": "method", "x": "ipc"},
+        {"name": "bars", "kind": "bars", "cells": "*/1/16", "series": "method", "x": "bits"},
+        {"name": "unmeasured", "kind": "bars", "cells": "nothing/*", "x": "bits"},
+    ],
 }
 
 
@@ -81,6 +87,8 @@ def test_experiments_share_a_measurement_with_the_same_set_and_evaluation():
         ({"presets": {"cpu": {"condense": {"time_budget": -5}}}}, "time_budget=-5"),
         ({"colour": 1}, "unknown fields ['colour']"),
         ({"grid": {"methods": ["dm"]}}, "unknown grid axes ['methods']"),
+        ({"grid": [{"method": ["dm"], "with": {"colour": {}}}]}, "unknown grid axes"),
+        ({"figures": [{"name": "f", "kind": "pie"}]}, "a figure needs a name and a kind"),
     ],
 )
 def test_experiment_mistakes_are_one_line(tmp_path, changes, needle):
@@ -126,6 +134,12 @@ def test_cells_are_cached_recomputed_when_changed_and_reported(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| dm/1/16 |"))
     measured = float(row.split("|")[2].split()[0])
     assert f"{measured - 20.0:+.2f}" in row and "| 2/2 |" in row  # difference to the paper; set steps
+    for name in ("pr", "by-ipc", "bars"):  # figures drawn from the store, beside RESULTS.md
+        png = tmp_path / "figures" / f"tiny-cpu-{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"](figures/tiny-cpu-{name}.png)" in text
+        assert f"tiny-cpu-{name}.png)  \n*" in text  # each with its caption line
+    assert "not drawn, none of its cells (nothing/*) is measured yet" in text
+    assert not (tmp_path / "figures" / "tiny-cpu-unmeasured.png").exists()
 
 
 def test_interrupted_cell_resumes_and_busy_cell_is_left_alone(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from hashcondense import cli
 from hashcondense.data import load_dataset
@@ -13,9 +14,11 @@ from hashcondense.evaluate import evaluate_network, load_run_network
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "dpn"
+    narrow = out.parent / "narrow.json"  # a network width comes from a config file, as in condense
+    narrow.write_text(json.dumps({"arch_kwargs": {"width": 16}}))
     argv = [
-        "train", "--dataset", "digits", "--train-set", "random:10", "--hash", "dpn", "--bits", "16",
-        "--epochs", "2", "--batch-size", "50", "--quiet", "--out", str(out),
+        "train", "--config", str(narrow), "--dataset", "digits", "--train-set", "random:10",
+        "--hash", "dpn", "--bits", "16", "--epochs", "2", "--batch-size", "50", "--quiet", "--out", str(out),
     ]  # fmt: skip
     assert cli.main(argv) == 0
     return out
@@ -24,6 +27,9 @@ def run_dir(tmp_path_factory):
 def test_reloaded_network_reproduces_the_run_map(run_dir):
     net, method, record = load_run_network(run_dir)
     assert record["config"]["hashing"] == "dpn" and method.hash_bits == 16
+    assert record["config"]["arch_kwargs"] == {"width": 16}
+    first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.out_channels == 16  # the run's width, rebuilt from its config.json
     assert not net.training
     metrics = json.loads((run_dir / "metrics.json").read_text())
     dataset = load_dataset("digits", split_seed=record["config"]["split_seed"])

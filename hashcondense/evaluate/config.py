@@ -26,6 +26,7 @@ class EvalConfig:
     train_set: str = "whole"
     hashing: str = "dhd"
     arch: str = "convnet3"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"width": 32}, as CondenseConfig's
     bits: int = 64
     seed: int = 0
     device: str = "auto"
@@ -47,6 +48,8 @@ class EvalConfig:
         self.train.check()
         HASHING.check(self.hashing)
         MODELS.check(self.arch)
+        if not isinstance(self.arch_kwargs, dict):
+            raise HashCondenseError('arch_kwargs must be a mapping of names to values, e.g. {"width": 32}')
         check_hash_bits(self.bits)
         check_count("seed", self.seed, 0, "--seed")
         spec = str(self.train_set)

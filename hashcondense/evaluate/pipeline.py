@@ -90,6 +90,8 @@ def train_key(resolved: dict[str, Any], train_set: dict[str, Any] | None = None)
     """Digest of the settings that decide a run's numbers (see RESUME_FREE) and of the training set's
     description (so a set file replaced at the same path is not resumed as if unchanged)."""
     kept = {k: v for k, v in resolved.items() if k not in RESUME_FREE}
+    if not kept.get("arch_kwargs"):  # the default network: keys of checkpoints from before the field
+        kept.pop("arch_kwargs", None)
     kept["train_set_description"] = train_set
     kept["train"] = {
         k: v
@@ -204,6 +206,7 @@ def _train(config: EvalConfig, run: _Prepared) -> tuple[torch.nn.Module, Hashing
         run.images,
         run.labels,
         arch=config.arch,
+        arch_kwargs=config.arch_kwargs,
         hashing=config.hashing,
         hash_bits=config.bits,
         num_classes=run.dataset.num_classes,
@@ -342,7 +345,7 @@ def load_run_network(
         ) from None
     tensors, _ = load_tensors(network_path, what="trained network")
     method = create_hashing(hashing, num_classes=num_classes, hash_bits=bits)
-    net = build_network(arch, method, in_channels, image_size)
+    net = build_network(arch, method, in_channels, image_size, **dict(config.get("arch_kwargs") or {}))
     try:
         load_network_state(net, method, tensors)
     except RuntimeError as exc:

@@ -1,12 +1,15 @@
 """RESULTS.md from the cell store alone (no run): for every experiment and preset with results, each
 cell's measured mAP (mean and sd over its evaluation seeds) beside the paper's value and the
-difference, with the set's steps, distillation seconds and the date; then the cells not measured."""
+difference, with the set's steps, distillation seconds and the date; then the cells not measured; then
+the experiment's figures (PNG files in figures/ beside RESULTS.md, one curve or bar colour per method)."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 from hashcondense.experiments.spec import Cell, Experiment, list_experiments, load_experiment
 from hashcondense.experiments.store import CellStore
@@ -42,8 +45,89 @@ def _row(experiment: Experiment, store: CellStore, cell: Cell) -> tuple[str, boo
     return line, bool(values)
 
 
-def experiment_section(experiment: Experiment, store: CellStore, preset: str) -> str | None:
-    """The experiment's table under `preset`, or None when the store holds none of its cells."""
+def _mean_curve(curves: list[list[float]]) -> list[float]:
+    return [statistics.mean(points) for points in zip(*curves, strict=True)]
+
+
+def draw_figure(
+    figure: dict[str, Any], experiment: Experiment, store: CellStore, preset: str, path: Path
+) -> int:
+    """Draw one of the experiment's figures from its measured cells into `path`; returns how many
+    cells it shows (0: nothing measured, nothing written)."""
+    from hashcondense.utils.figures import plt, save_figure
+
+    cells = [
+        (cell, list(store.metrics(cell).values()))
+        for cell in experiment.cells(preset)
+        if fnmatch.fnmatch(cell.key, figure.get("cells", "*"))
+    ]
+    cells = [(cell, metrics) for cell, metrics in cells if metrics]
+    if not cells:
+        return 0
+    series, x = figure.get("series", "method"), figure.get("x")
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    kind = figure["kind"]
+    if kind in ("line", "bars"):
+        points: dict[str, dict[Any, list[float]]] = {}
+        for cell, metrics in cells:
+            maps = [100 * m["map"] for m in metrics]
+            points.setdefault(str(cell.values.get(series)), {})[cell.values.get(x)] = maps
+        groups = sorted({g for by_x in points.values() for g in by_x}, key=lambda v: (str(type(v)), v))
+        width = 0.8 / max(1, len(points))
+        for i, (label, by_x) in enumerate(points.items()):
+            xs = [g for g in groups if g in by_x]
+            means = [statistics.mean(by_x[g]) for g in xs]
+            spread = [statistics.stdev(by_x[g]) if len(by_x[g]) > 1 else 0.0 for g in xs]
+            if kind == "line":
+                ax.errorbar(xs, means, yerr=spread, marker="o", capsize=3, label=label)
+            else:
+                where = [groups.index(g) + (i - (len(points) - 1) / 2) * width for g in xs]
+                ax.bar(where, means, width=width, yerr=spread, capsize=3, label=label)
+        if kind == "bars":
+            ax.set_xticks(range(len(groups)), [str(g) for g in groups])
+        ax.set(ylabel="mAP (%)")
+    else:
+        for cell, metrics in cells:
+            label = str(cell.values.get(series, cell.key))
+            if kind == "pr":
+                recall = _mean_curve([m["pr"]["recall"] for m in metrics])
+                ax.plot(recall, _mean_curve([m["pr"]["precision"] for m in metrics]), marker=".", label=label)
+            else:
+                tops = list(metrics[0]["precision_at_m"])
+                values = _mean_curve([[m["precision_at_m"][t] for t in tops] for m in metrics])
+                ax.plot([int(t) for t in tops], values, marker=".", label=label)
+        ax.set(
+            xlabel="recall" if kind == "pr" else "number of top returned images M",
+            ylabel="precision",
+        )
+    if figure.get("xlabel"):
+        ax.set_xlabel(figure["xlabel"])
+    ax.set_title(figure.get("title", figure["name"]), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+    return len(cells)
+
+
+def _figures(experiment: Experiment, store: CellStore, preset: str, out_dir: Path) -> list[str]:
+    lines = []
+    for figure in experiment.figures:
+        name = f"{experiment.name}-{preset}-{figure['name']}.png"
+        shown = draw_figure(figure, experiment, store, preset, out_dir / "figures" / name)
+        title = figure.get("title", figure["name"])
+        lines.append(
+            f"![{title}](figures/{name})  \n*{title}* ({shown} measured cells)"
+            if shown
+            else f"*{title}*: not drawn, none of its cells ({figure.get('cells', '*')}) is measured yet."
+        )
+    return lines
+
+
+def experiment_section(
+    experiment: Experiment, store: CellStore, preset: str, out_dir: Path | None = None
+) -> str | None:
+    """The experiment's table under `preset` (and its figures, drawn into `out_dir`/figures), or None
+    when the store holds none of its cells."""
     cells = experiment.cells(preset)
     rows = [_row(experiment, store, cell) for cell in cells]
     if not any(measured for _, measured in rows):
@@ -52,6 +136,7 @@ def experiment_section(experiment: Experiment, store: CellStore, preset: str) ->
     lines = [
         f"## {experiment.name} ({preset} preset): {experiment.title}",
         "",
+        *([experiment.note, ""] if experiment.note else []),
         "| cell | measured mAP % | paper | difference | set steps | distillation s | date |",
         "|---|---|---|---|---|---|---|",
         *(line for line, _ in rows),
@@ -61,18 +146,26 @@ def experiment_section(experiment: Experiment, store: CellStore, preset: str) ->
         else "All cells measured.",
         "",
     ]
+    if out_dir is not None and experiment.figures:
+        lines += [*_figures(experiment, store, preset, out_dir), ""]
     return "\n".join(lines)
 
 
 def write_report(store: CellStore, out: str | Path, experiments: list[str] | None = None) -> str:
     """Write RESULTS.md for `experiments` (default: every packaged one) and return its text."""
-    sections = []
+    sections, unmeasured = [], []
     for name in experiments or list_experiments():
         experiment = load_experiment(name)
-        for preset in experiment.presets():
-            section = experiment_section(experiment, store, preset)
-            if section:
-                sections.append(section)
+        found = [experiment_section(experiment, store, p, Path(out).parent) for p in experiment.presets()]
+        sections += [section for section in found if section]
+        if not any(found):
+            why = f" {experiment.note}" if experiment.note else ""
+            unmeasured.append(f"- {experiment.name}: {experiment.title}.{why}")
+    if unmeasured:
+        sections.append(
+            "## Not measured here\n\nNo cell of these experiments has a finished evaluation in this store "
+            "(`hashcondense experiment NAME --dry-run` prices them):\n\n" + "\n".join(unmeasured) + "\n"
+        )
     head = (
         "# Results\n\nGenerated by `hashcondense report` from the cell store "
         f"`{store.root}`; measured values are mAP (%) over the evaluation seeds.\n\n"

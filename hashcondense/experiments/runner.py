@@ -72,9 +72,7 @@ def _priced(status: CellStatus, store: CellStore, model: Any, datasets: _Dataset
         parts.append(f"condense {budget / 60:.0f}" if budget else "condense ? (no budget)")
         if pool:
             parts.append(f"pool {pool / 60:.0f} unless cached")
-    train_images = (
-        model.decoded_images(cell.condense, data) if cell.condense else len(data.indices("train"))
-    )
+    train_images = model.decoded_images(cell.condense, data) if cell.condense else len(data.indices("train"))
     seeds_left = len(cell.seeds) - status.seeds_done
     if seeds_left:
         per_seed = model.evaluation_seconds(cell.evaluate, data, train_images)

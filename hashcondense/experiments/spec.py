@@ -22,6 +22,11 @@ A file (JSON, `experiments/tables/<name>.json`, or any path) holds:
                              "*/1/*") to such a layer for the matching cells only, e.g. a smaller
                              budget or more seeds for one images-per-class
     paper                    cell key -> the paper's value (mAP %), for the report
+    note                     a sentence for the report, e.g. what its data needs (ImageNet: a folder)
+    figures                  the paper's figures drawn from these cells by `hashcondense report`:
+                             [{"name", "title", "kind": line | bars | pr | precision_at_m,
+                             "cells": key pattern, "series": axis (one curve or bar colour per
+                             value), "x": axis (line: x values, bars: groups), "xlabel"}]
 
 A cell is one condensation config (none for a training set named directly, such as `whole`), one
 evaluation config and its seeds. Its key is its grid values joined by "/" in axis order ("iem/10/64"),
@@ -45,7 +50,11 @@ from hashcondense.evaluate.config import EvalConfig
 
 __all__ = ["Cell", "Experiment", "list_experiments", "load_experiment"]
 
-_FIELDS = {"name", "title", "dataset", "condense", "evaluate", "grid", "extra", "seeds", "presets", "paper"}
+_FIELDS = {
+    "name", "title", "dataset", "condense", "evaluate", "grid", "extra", "seeds", "presets", "paper",
+    "figures", "note",
+}  # fmt: skip
+FIGURE_KINDS = ("line", "bars", "pr", "precision_at_m")
 # shorthand axes (condensation only, or both configs); any other is condense.FIELD or evaluate.FIELD
 _GRID = ("method", "ipc", "bits", "hashing", "dataset", "image_size")
 _SIDES = ("condense", "evaluate")
@@ -62,6 +71,7 @@ class Cell:
     condense: dict[str, Any] | None
     evaluate: dict[str, Any]
     seeds: tuple[int, ...]
+    values: dict[str, Any] = field(default_factory=dict, compare=False)  # axis -> value (figures)
 
 
 @dataclass
@@ -74,6 +84,14 @@ class Experiment:
     @property
     def paper(self) -> dict[str, float]:
         return dict(self.raw.get("paper", {}))
+
+    @property
+    def note(self) -> str:
+        return str(self.raw.get("note", ""))
+
+    @property
+    def figures(self) -> list[dict[str, Any]]:
+        return list(self.raw.get("figures", []))
 
     def presets(self) -> list[str]:
         return sorted(self.raw.get("presets", {}))
@@ -99,7 +117,9 @@ class Experiment:
                 )
                 evaluate = _merge(*layers)
                 evaluate.update(train_set=extra["train_set"], bits=bits)
-                cells.append(Cell(f"{extra['name']}/{bits}", None, self._evaluate(evaluate), seeds))
+                values = {"name": extra["name"], "bits": bits}
+                key = f"{extra['name']}/{bits}"
+                cells.append(Cell(key, None, self._evaluate(evaluate), seeds, values))
         return cells
 
     def _grid(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -122,7 +142,7 @@ class Experiment:
         condense, evaluate = sides["condense"], sides["evaluate"]
         for axis, value in values.items():
             _place(axis, value, condense, evaluate)
-        return Cell(_key(values), self._condense(condense), self._evaluate(evaluate), seeds)
+        return Cell(_key(values), self._condense(condense), self._evaluate(evaluate), seeds, values)
 
     def _layer(self, preset: dict[str, Any], key: str) -> dict[str, Any]:
         """The preset's settings for the cell `key`: its shared layer, then each matching pattern of
@@ -262,4 +282,9 @@ def load_experiment(name_or_path: str) -> Experiment:
             f"experiment {path}: unknown grid axes {sorted(unknown_axes)}; use {', '.join(_GRID)}, "
             'condense.FIELD or evaluate.FIELD (and "with" for a grid\'s own dataset/condense/evaluate)'
         )
+    for figure in raw.get("figures", []):
+        if not isinstance(figure, dict) or figure.get("kind") not in FIGURE_KINDS or "name" not in figure:
+            raise HashCondenseError(
+                f"experiment {path}: a figure needs a name and a kind, one of {', '.join(FIGURE_KINDS)}"
+            )
     return Experiment(str(raw.get("name", path.stem)), str(raw.get("title", "")), path, raw)
