@@ -311,6 +311,24 @@ def test_time_budget_stops_early_and_writes_the_set(tmp_path, small):
     assert "time budget" in (out / "log.txt").read_text()
 
 
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_the_budget_counts_on_its_clock(tmp_path, small, monkeypatch, clock):
+    """A cpu-clock budget counts this process's CPU seconds (steady on a busy machine), a wall one
+    elapsed seconds: here the CPU clock is made to run 10 s per reading and the wall clock not at all."""
+    from hashcondense.condense import engine
+
+    ticks = iter(range(0, 10**6, 10))
+    frozen = engine.time.perf_counter()
+    monkeypatch.setattr(engine.time, "process_time", lambda: float(next(ticks)))
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: frozen)
+    run = config(tmp_path, clock, method="dm", outer_loops=6, time_budget=25, budget_clock=clock)
+    result = condense(run, dataset=small)
+    if clock == "cpu":
+        assert result.stopped == "time_budget" and 1 <= result.steps_done < 6
+    else:
+        assert result.stopped == "finished" and result.steps_done == 6
+
+
 def test_dm_draws_a_fresh_network_every_iteration(tmp_path, small):
     from hashcondense.condense import CondenseEngine
 

@@ -173,7 +173,7 @@ def test_interrupted_cell_resumes_and_busy_cell_is_left_alone(tmp_path, monkeypa
 def test_dry_run_lists_cells_with_their_cost(tmp_path, capsys):
     assert cli.main(["experiment", _file(tmp_path), "--dry-run", "--out", str(tmp_path / "s")]) == 0
     head, *lines, total = capsys.readouterr().out.strip().splitlines()
-    assert head.startswith("this machine: ") and "GFLOP/s of convolution at 1 thread(s)" in head
+    assert head.startswith("this machine: ") and "GFLOP per CPU-second of convolution at 1 thread(s)" in head
     assert len(lines) == 3 and lines[1].startswith("dm/1/16") and "todo" in lines[1]
     assert (
         "1 epochs x 2 seed(s)" in lines[1]

@@ -49,6 +49,11 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
     _add_pool_options(p)
     run = common.add_run_options(p)
     run.add_argument("--time-budget", type=float, help="stop after this many seconds of distillation")
+    run.add_argument(
+        "--budget-clock",
+        choices=("wall", "cpu"),
+        help="what --time-budget counts: wall (elapsed, default) or cpu (this process's CPU seconds)",
+    )
     run.add_argument("--checkpoint-every", type=int, help="outer loops between checkpoints")
     run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     run.add_argument("--overwrite", action="store_true", help="replace a set or checkpoint already in OUT")

@@ -50,8 +50,8 @@ def run_experiment_command(args: argparse.Namespace) -> int:
         common.start_compute(args)  # the estimate times this machine at the run's thread count
         model = CostModel(machine_gflops())
         print(
-            f"this machine: {model.throughput:.0f} GFLOP/s of convolution at {torch_threads()} thread(s), "
-            "measured now (a busy machine measures lower and prices higher)"
+            f"this machine: {model.throughput:.0f} GFLOP per CPU-second of convolution at "
+            f"{torch_threads()} thread(s), measured now; prices are CPU-minutes"
         )
         plan = plan_cells(experiment, store, args.preset, args.cells, args.root, price=model)
         for status in plan:

@@ -77,6 +77,7 @@ IDC_FRAMEWORK: dict[str, Any] = {
     "checkpoint_every": 1,
 }
 LR_SPACES = ("normalized", "pixel")
+BUDGET_CLOCKS = ("wall", "cpu")
 RESUME_FREE = frozenset(
     {
         "out",
@@ -84,6 +85,7 @@ RESUME_FREE = frozenset(
         "resume",
         "overwrite",
         "time_budget",
+        "budget_clock",
         "outer_loops",
         "checkpoint_every",
         "device",
@@ -126,7 +128,9 @@ class CondenseConfig:
     options: method-specific settings (IEM: use_pool, pool_size, pool_epochs, pool_lr, pool_batch,
     pool_dir, perturb_min, perturb_max); unknown keys are an error naming the valid ones.
     Run: seed, device, time_budget (seconds of the R x M loop, summed over resumes; set-up and pool
-    training are not counted; None = no limit),
+    training are not counted; None = no limit), budget_clock ("wall": elapsed seconds; "cpu": this
+    process's CPU seconds over all its threads, so a budget holds on a shared, busy machine and means
+    CPU-seconds as the experiment tables state them),
     checkpoint_every (outer loops), resume, overwrite, max_forward (largest number of synthetic
     images in one forward/backward pass; classes are grouped up to it: memory only, not results),
     out, show_progress, export_images.
@@ -160,6 +164,7 @@ class CondenseConfig:
     seed: int = 0
     device: str = "auto"
     time_budget: float | None = None
+    budget_clock: str = "wall"
     checkpoint_every: int | None = None
     resume: bool = False
     overwrite: bool = False
@@ -341,6 +346,10 @@ def check_run_settings(config: CondenseConfig) -> None:
     check_count("max_forward", config.max_forward, 1, "max_forward")
     if config.time_budget is not None:
         check_number("time_budget", config.time_budget, "--time-budget, in seconds")
+    if config.budget_clock not in BUDGET_CLOCKS:
+        raise HashCondenseError(
+            f"unknown budget clock '{config.budget_clock}'; use --budget-clock {' or '.join(BUDGET_CLOCKS)}"
+        )
     if not isinstance(config.options, dict) or not isinstance(config.arch_kwargs, dict):
         raise HashCondenseError("options and arch_kwargs must be mappings of names to values")
 

@@ -134,7 +134,7 @@ class CondenseEngine:
         self.opt: ImageSGD | None = None
         self.groups: list[list[int]] = []
         self.last_checkpoint: tuple[int, int] | None = None
-        self._loop_start: float | None = None  # perf_counter at the start of this invocation's loop
+        self._loop_start: float | None = None  # _clock() at the start of this invocation's loop
 
     # ---- what setup resolved ------------------------------------------------------------------------
 
@@ -170,10 +170,14 @@ class CondenseEngine:
         self.plan = plan_run(self.config, self.dataset, self.method_cls)
         return self.plan
 
+    def _clock(self) -> float:
+        """The time-budget clock: elapsed seconds, or this process's CPU seconds (`budget_clock`)."""
+        return time.process_time() if self.config.budget_clock == "cpu" else time.perf_counter()
+
     def elapsed(self) -> float:
-        """Seconds of the loop, summed over the invocations of a resumed run."""
+        """Seconds of the loop on the budget's clock, summed over the invocations of a resumed run."""
         before = self.state.elapsed if self.state is not None else 0.0
-        running = time.perf_counter() - self._loop_start if self._loop_start is not None else 0.0
+        running = self._clock() - self._loop_start if self._loop_start is not None else 0.0
         return before + running
 
     # ---- the run --------------------------------------------------------------------------------------
@@ -382,7 +386,7 @@ class CondenseEngine:
         assert self.state is not None
         M = plan.settings.inner_loops
         done = min(self.state.outer * M + self.state.inner, total)
-        self._loop_start = time.perf_counter()
+        self._loop_start = self._clock()
         budget = plan.config.time_budget
         if done >= total:
             return "finished"

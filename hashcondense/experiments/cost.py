@@ -1,9 +1,10 @@
 """What a cell will cost on this machine before it runs (`hashcondense experiment NAME --dry-run`).
 
 The model counts floating-point work from the networks' own layer shapes and divides it by this
-machine's measured convolution throughput (a ConvNet-3 middle convolution, timed here at the thread
-count of the run) times the fraction of it that evaluation training reaches (`EFFICIENCY`, measured
-on the first table1 cell: see BENCHMARKS.md "Cost estimates of experiment cells"):
+machine's measured convolution throughput per CPU-second (a ConvNet-3 middle convolution, timed here
+on the process's CPU clock at the thread count of the run) times the fraction of it that evaluation
+training reaches (`EFFICIENCY`, measured on the first table1 cell: see BENCHMARKS.md "Cost estimates
+of experiment cells"):
 
     evaluation = seeds x (steps x batch x views x 3 + (database + query)) x forward GFLOP per image
     condensation = its time budget (the loop) + the IEM pool's training when its cache lacks it
@@ -56,8 +57,10 @@ def forward_gflop(arch: str, image_size: int, in_channels: int, bits: int) -> fl
 
 
 def machine_gflops(repeats: int = 3) -> float:
-    """This machine's fp32 convolution throughput (GFLOP/s) at the current thread count: the median of
-    `repeats` timings of a ConvNet-3 middle convolution (128 -> 128 channels, 3x3, 16 x 16, batch 32)."""
+    """This machine's fp32 convolution throughput in GFLOP per CPU-second at the current thread count:
+    the median of `repeats` timings of a ConvNet-3 middle convolution (128 -> 128 channels, 3x3,
+    16 x 16, batch 32) on this process's CPU clock, so a busy machine does not inflate the price (the
+    cells' budgets count CPU-seconds too)."""
     conv = nn.Conv2d(128, 128, 3, padding=1)
     x = torch.randn(32, 128, 16, 16)
     flop = 2.0 * 32 * 128 * 16 * 16 * 128 * 9
@@ -65,10 +68,10 @@ def machine_gflops(repeats: int = 3) -> float:
     with torch.inference_mode():
         conv(x)  # warm-up
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = time.process_time()
             conv(x)
             conv(x)
-            times.append((time.perf_counter() - start) / 2)
+            times.append((time.process_time() - start) / 2)
     return flop / sorted(times)[len(times) // 2] / 1e9
 
 

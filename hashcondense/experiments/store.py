@@ -30,8 +30,10 @@ from hashcondense.io.atomic import ensure_writable_dir, write_json
 
 __all__ = ["CellStore", "Locked"]
 
-# what a set file's metadata leaves out (condense.config), and the device: one key on any machine
-_LOCATION = LOCATION_FIELDS | {"device"}
+# what a set file's metadata leaves out (condense.config), and the device and the budget's clock: one
+# key on any machine. A time-budgeted set depends on the machine's speed anyway (the steps it reached are
+# in its card and in RESULTS.md), and the clock only says how that budget was counted.
+_LOCATION = LOCATION_FIELDS | {"device", "budget_clock"}
 
 
 class Locked(Exception):
