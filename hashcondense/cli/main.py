@@ -57,6 +57,9 @@ def _run_list(_: argparse.Namespace) -> int:
     print("datasets:  ", ", ".join(list_datasets()))
     for label, registry in (("networks:  ", MODELS), ("hashing:   ", HASHING), ("condensers:", METHODS)):
         print(label, ", ".join(sorted(registry.declared())))  # read from source: no torch import
+    from hashcondense.experiments.spec import list_experiments
+
+    print("experiments:", ", ".join(list_experiments()))
     return 0
 
 
