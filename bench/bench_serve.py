@@ -15,6 +15,9 @@ faiss runs on `--threads` OpenMP threads (default 1) with OMP_WAIT_POLICY=PASSIV
 commands set it: with the spinning default, 2 threads made faiss's searches and k-means 9-65x slower
 whenever another job held the second core of our shared 2-core machine.
 
+Peak memory: the process's peak resident size during each build or search (`peak`), beside the packed
+codes' own size.
+
 Run: .venv/bin/python bench/bench_serve.py [--size 1000000] [--threads 1]   (the last line is JSON)
 """
 
@@ -50,21 +53,39 @@ def make_codes(kind: str, n: int, rng: np.random.Generator, centres: np.ndarray)
     return out
 
 
+def _rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def timed(fn: Any) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
 
 
+def peak(fn: Any) -> tuple[float, float, Any]:
+    """(seconds, the process's peak resident MB during the call, result). The peak (VmHWM) is reset
+    first through /proc/self/clear_refs (Linux), so each call is measured on its own; it counts faiss's
+    C++ allocations, which tracemalloc does not see. It includes what the process already holds (the
+    interpreter, numpy, faiss: about 100 MB, and the codes of the case)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    seconds, out = timed(fn)
+    return seconds, _rss_mb("VmHWM"), out
+
+
 def build(codes: CodesFile, kind: str, folder: Path) -> dict[str, Any]:
     """Build, save and reload an index; its build seconds and bytes per code."""
-    seconds, served = timed(lambda: build_index(codes, kind))
+    seconds, memory, served = peak(lambda: build_index(codes, kind))
     path = folder / f"{kind}.safetensors"
     blob = save_index(path, served)
     n = len(codes)
     return {
         "served": load_index(path),
         "build_s": round(seconds, 3),
+        "build_peak_mb": round(memory, 1),
         "faiss_bytes_per_code": round(blob / n, 2),
         "file_bytes_per_code": round(path.stat().st_size / n, 2),
     }
@@ -84,15 +105,16 @@ def one_case(kind: str, n: int, rng: np.random.Generator, folder: Path) -> dict[
     codes = CodesFile(database, np.arange(n, dtype=np.int64), np.full(n, -1, np.int64), BITS)
     flat, ivf = build(codes, "flat", folder), build(codes, "ivf", folder)
     search_index(flat["served"], queries[:10], K)  # warm-up (and the HammingIndex copy is made)
-    flat["search_s"], exact = timed(lambda: search_index(flat["served"], queries, K))
+    flat["search_s"], flat["search_peak_mb"], exact = peak(lambda: search_index(flat["served"], queries, K))
     flat["raw_faiss_search_s"], _ = timed(lambda: flat["served"].index.search(np.packbits(queries > 0, 1), K))
     nlist = ivf["served"].meta["nlist"]
     ivf.update(nlist=nlist, default_nprobe=ivf["served"].meta["nprobe"], probes={})
     for nprobe in sorted({max(1, nlist // 32), max(1, nlist // 8), max(1, nlist // 2)}):
-        seconds, answer = timed(lambda p=nprobe: search_index(ivf["served"], queries, K, nprobe=p))
+        seconds, memory, answer = peak(lambda p=nprobe: search_index(ivf["served"], queries, K, nprobe=p))
         ids_recall, tie_recall = recall(answer, exact)
         ivf["probes"][nprobe] = {
             "search_s": round(seconds, 3),
+            "search_peak_mb": round(memory, 1),
             "recall_at_100": round(ids_recall, 4),
             "tie_aware_recall_at_100": round(tie_recall, 4),
         }
@@ -102,24 +124,30 @@ def one_case(kind: str, n: int, rng: np.random.Generator, folder: Path) -> dict[
         round(flat["search_s"], 3),
         round(flat["raw_faiss_search_s"], 3),
     )
+    flat["search_peak_mb"] = round(flat["search_peak_mb"], 1)
+    flat["codes_mb"] = round(database.nbytes / 2**20, 1)
     return {"flat": flat, "ivf": ivf}
 
 
 def report(kind: str, n: int, case: dict[str, Any]) -> None:
     flat, ivf = case["flat"], case["ivf"]
     print(
-        f"{kind} codes, {n:,} x 64 bits: flat build {flat['build_s']:.2f} s, "
+        f"{kind} codes, {n:,} x 64 bits ({flat['codes_mb']:.0f} MB packed): flat build "
+        f"{flat['build_s']:.2f} s (peak RSS {flat['build_peak_mb']:.0f} MB), "
         f"{flat['faiss_bytes_per_code']:.2f} B/code ({flat['file_bytes_per_code']:.2f} in the file), "
-        f"search {flat['search_s']:.3f} s (raw faiss heap {flat['raw_faiss_search_s']:.3f} s)"
+        f"search {flat['search_s']:.3f} s (peak RSS {flat['search_peak_mb']:.0f} MB; "
+        f"raw faiss heap {flat['raw_faiss_search_s']:.3f} s)"
     )
     print(
-        f"  ivf nlist {ivf['nlist']}: build {ivf['build_s']:.2f} s, {ivf['faiss_bytes_per_code']:.2f} B/code "
+        f"  ivf nlist {ivf['nlist']}: build {ivf['build_s']:.2f} s (peak RSS {ivf['build_peak_mb']:.0f} MB), "
+        f"{ivf['faiss_bytes_per_code']:.2f} B/code "
         f"({ivf['file_bytes_per_code']:.2f} in the file)"
     )
     for nprobe, row in ivf["probes"].items():
         mark = " (default)" if nprobe == ivf["default_nprobe"] else ""
         print(
-            f"    nprobe {nprobe}{mark}: search {row['search_s']:.3f} s, "
+            f"    nprobe {nprobe}{mark}: search {row['search_s']:.3f} s "
+            f"(peak RSS {row['search_peak_mb']:.0f} MB), "
             f"recall@100 {row['recall_at_100']:.3f} (tie-aware {row['tie_aware_recall_at_100']:.3f})"
         )
 

@@ -31,11 +31,16 @@ def _row(experiment: Experiment, store: CellStore, cell: Cell) -> tuple[str, boo
     paper = experiment.paper.get(cell.key)
     diff = f"{statistics.mean(values) - paper:+.2f}" if values and paper is not None else "-"
     card = store.set_card(cell)
-    if card is None:
+    if card is None or not card.get("steps_total"):  # no set, or a selection (no optimisation)
         steps, seconds = "-", "-"
     else:
         steps = f"{card.get('steps_done', 0)}/{card.get('steps_total', 0)}"
-        seconds = f"{card.get('run', {}).get('distillation_seconds', 0):.0f}"
+        run = card.get("run", {})
+        budget = run.get("config", {}).get("time_budget")
+        clock = run.get("config", {}).get("budget_clock", "wall")
+        seconds = f"{run.get('distillation_seconds', 0):.0f}" + (
+            f" of {budget:.0f} ({clock})" if budget else ""
+        )
     dates = sorted(
         json.loads((store.seed_folder(cell, s) / "done.json").read_text())["date"] for s in metrics
     )
@@ -137,7 +142,7 @@ def experiment_section(
         f"## {experiment.name} ({preset} preset): {experiment.title}",
         "",
         *([experiment.note, ""] if experiment.note else []),
-        "| cell | measured mAP % | paper | difference | set steps | distillation s | date |",
+        "| cell | measured mAP % | paper | difference | set steps | distillation s of budget | date |",
         "|---|---|---|---|---|---|---|",
         *(line for line, _ in rows),
         "",
