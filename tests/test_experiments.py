@@ -139,6 +139,13 @@ def test_cells_are_cached_recomputed_when_changed_and_reported(tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"](figures/tiny-cpu-{name}.png)" in text
         assert f"tiny-cpu-{name}.png)  \n*" in text  # each with its caption line
     assert "not drawn, none of its cells (nothing/*) is measured yet" in text
+    # findings written by hand below the mark survive a regenerated report
+    from hashcondense.experiments.report import FINDINGS_MARK
+
+    report = tmp_path / "RESULTS.md"
+    report.write_text(text + f"\n{FINDINGS_MARK}\n## Findings\nIEM leads.\n")
+    again = write_report(store, report, [experiment.source.as_posix()])
+    assert again.endswith(f"{FINDINGS_MARK}\n## Findings\nIEM leads.\n") and again.count(FINDINGS_MARK) == 1
     assert not (tmp_path / "figures" / "tiny-cpu-unmeasured.png").exists()
 
 

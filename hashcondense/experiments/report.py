@@ -1,7 +1,8 @@
 """RESULTS.md from the cell store alone (no run): for every experiment and preset with results, each
 cell's measured mAP (mean and sd over its evaluation seeds) beside the paper's value and the
 difference, with the set's steps, distillation seconds and the date; then the cells not measured; then
-the experiment's figures (PNG files in figures/ beside RESULTS.md, one curve or bar colour per method)."""
+the experiment's figures (PNG files in figures/ beside RESULTS.md, one curve or bar colour per method).
+Text written by hand below `FINDINGS_MARK` in an existing report is kept."""
 
 from __future__ import annotations
 
@@ -176,5 +177,18 @@ def write_report(store: CellStore, out: str | Path, experiments: list[str] | Non
         f"`{store.root}`; measured values are mAP (%) over the evaluation seeds.\n\n"
     )
     text = head + ("\n".join(sections) if sections else "No cell has finished yet.\n")
+    text += _kept_findings(Path(out))
     write_text(out, text)
     return text
+
+
+FINDINGS_MARK = "<!-- findings: written by hand, kept by hashcondense report -->"
+
+
+def _kept_findings(path: Path) -> str:
+    """What follows `FINDINGS_MARK` in the report already at `path` (the investigations written by
+    people, which the store cannot regenerate), with the mark; empty when there is none."""
+    if not path.is_file():
+        return ""
+    old = path.read_text()
+    return "\n" + old[old.index(FINDINGS_MARK) :] if FINDINGS_MARK in old else ""
