@@ -1,7 +1,8 @@
 """Condensation in 2 processes on 127.0.0.1 (gloo): the same set as one process, bit for bit, for
 random, dm and iem; an undistributed method refused; a time budget that stops both ranks together;
-a rank killed mid-run -> one line naming it, and `--resume` continuing to the same set as one
-uninterrupted process. Tiny digits runs, one thread per process (README "Several processes")."""
+a rank killed mid-run -> one line naming it, and `--resume` (in 2 processes, then in 1) continuing
+to the same set as one uninterrupted process. Tiny digits runs, one thread per process (README
+"Several processes")."""
 
 import json
 import os
@@ -172,6 +173,11 @@ def test_killed_rank_stops_the_run_in_one_line_and_resume_continues(tmp_path):
     )
     condense(single)
     _same_set(out, tmp_path / "one")
+    # a 2-process checkpoint resumed in one process: the classes are shared out afresh, same numbers
+    further = dict(outer_loops=end + 10, checkpoint_every=10, **SETTINGS)
+    condense(CondenseConfig(method="dm", out=str(out), resume=True, **further))
+    condense(CondenseConfig(method="dm", out=str(tmp_path / "two"), **further))
+    _same_set(out, tmp_path / "two")
 
 
 def _meta(path: Path) -> str:
