@@ -75,6 +75,7 @@ def run_workers(nproc: int, argv: list[str], out: str | None = None, threads: in
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    saved = {name: os.environ.get(name) for name in (LAUNCHER_ENV, "OMP_NUM_THREADS")}
     os.environ[LAUNCHER_ENV] = "1"  # inherited by the workers: they leave failure reports to us
     if threads is None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -107,5 +108,9 @@ def run_workers(nproc: int, argv: list[str], out: str | None = None, threads: in
         return 130
     finally:
         elastic.setLevel(level)
-        os.environ.pop(LAUNCHER_ENV, None)
+        for name, value in saved.items():  # this process's environment as it was (tests call main)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return 0

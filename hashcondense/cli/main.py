@@ -159,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 143
     except KeyboardInterrupt:
-        if distributed.launched_rank() > 0:
-            return 130
+        if distributed.launched_rank() > 0 or distributed.launched_by_hashcondense():
+            return 130  # rank 0 or --nproc's launcher says it
         how = (
             " run the same command with --resume to continue;"
             if args.command in ("train", "condense")

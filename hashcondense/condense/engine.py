@@ -114,6 +114,8 @@ class ImageSGD:
     @torch.no_grad()
     def step(self) -> None:
         grad = self.images.grad
+        if grad is None and self.rows is not None:  # a process that owns no class
+            grad = torch.zeros_like(self.images)
         if grad is None:
             raise RuntimeError("the matching losses produced no gradient for the stored images")
         if self.rows is not None:
@@ -199,8 +201,14 @@ class CondenseEngine:
         return self.state.images
 
     def setup(self) -> RunPlan:
+        self._start_process_group()
         self.plan = plan_run(self.config, self.dataset, self.method_cls)
         return self.plan
+
+    def _start_process_group(self) -> None:
+        """Under a launcher, join the run's process group (once per process) before anything is planned:
+        the plan depends on this process's rank."""
+        distributed.init_from_env(distributed.local_device(resolve_device(self.config.device)))
 
     def elapsed(self) -> float:
         """Seconds of the loop, summed over the invocations of a resumed run."""
@@ -214,8 +222,7 @@ class CondenseEngine:
         """Set up (unless `setup()` was called), condense and write the set; see the module docstring."""
         wall = time.perf_counter()
         with collect_logs() as earlier:
-            # under a launcher: start the process group first, so that every check below is agreed
-            distributed.init_from_env(distributed.local_device(resolve_device(self.config.device)))
+            self._start_process_group()  # under a launcher: first, so that every check below is agreed
             # a mistake here leaves no run folder behind
             plan = self.plan or distributed.agree(self.setup, "planning the run")
         # rank 0 alone writes the run folder, its log included
@@ -235,6 +242,7 @@ class CondenseEngine:
 
     def _run(self, plan: RunPlan, wall: float) -> CondenseResult:
         self.shard = plan.context.shard
+        self._warn_idle_ranks()
         optimizes = plan.method.optimizes
         outer_loops = plan.settings.outer_loops if optimizes else 0
         self._announce(plan, outer_loops)
@@ -291,6 +299,19 @@ class CondenseEngine:
         }
         if distributed.is_main():
             write_json(plan.out / "config.json", record)
+
+    def _warn_idle_ranks(self) -> None:
+        assert self.shard is not None
+        idle = [r for r, classes in enumerate(self.shard.classes_by_rank) if not classes]
+        if idle and self.shard.is_main:
+            log.warning(
+                "%d processes for %d classes: rank(s) %s own no class and only take part in the exchanges "
+                "(and IEM's pool); use at most %d processes",
+                self.shard.world_size,
+                self.context.num_classes,
+                ", ".join(map(str, idle)),
+                self.context.num_classes,
+            )
 
     def _distributed_record(self) -> dict[str, Any]:
         """World size and what each rank owns (config.json, card.json; docs/formats.md)."""
