@@ -160,12 +160,20 @@ def init_from_env(device: torch.device) -> int:
     A CUDA `device` without an index must already be this process's GPU: see `local_device`."""
     size = launched_world_size()
     dist = _dist()
-    if size <= 1 or dist.is_initialized():
-        return world_size() if dist.is_initialized() else 1
     if not dist.is_available():
-        raise HashCondenseError(
-            "this PyTorch build has no torch.distributed; run in one process (without torchrun or --nproc)"
-        )
+        if size > 1:
+            raise HashCondenseError(
+                "this PyTorch build has no torch.distributed; run in one process, without torchrun or --nproc"
+            )
+        return 1
+    if dist.is_initialized():  # started here before, or by the caller's own code
+        if _state["backend"] is None and dist.get_world_size() > 1:
+            name = str(dist.get_backend())
+            # the caller's group may lack gloo: the CPU collectives get their own (every rank is here)
+            _state.update(backend=name, cpu_group=None if "gloo" in name else dist.new_group(backend="gloo"))
+        return world_size()
+    if size <= 1:
+        return 1
     missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
     if missing:
         raise HashCondenseError(
