@@ -3,13 +3,17 @@
     hashcondense condense --dataset NAME [--root DIR] --method METHOD --ipc N
         [--factor F] [--outer-loops R] [--inner-loops M] [--hash NAME] [--arch NAME] [--bits B]
         [--lr-img X] [--batch-real N] [--time-budget SECONDS] [--resume] [--seed S] [--device D]
-        [--pool-size K] [--pool-epochs E] [--no-pool] --out DIR
+        [--pool-size K] [--pool-epochs E] [--no-pool] [--nproc N] --out DIR
 
 Writes DIR/synthetic.safetensors with its card (and card.json, stored.png, decoded.png, images/,
 config.json, log.txt, history.json, checkpoint.safetensors) and prints a one-line summary. Unset
 options take the method's defaults (see `hashcondense.condense.<method>`); the paper's IEM schedule
 (R = M = 300) is GPU-sized, so on a CPU pass e.g. `--outer-loops 20 --inner-loops 50` or
 `--time-budget 600`. Mistakes raise `HashCondenseError`, printed as one line by `cli.main`.
+
+Several processes: `torchrun --nproc-per-node N -m hashcondense condense ...` or `--nproc N` (which
+starts them on this machine, `cli.launch`): random, dm and iem shard the classes (README "Several
+processes"); the other methods are refused.
 """
 
 from __future__ import annotations
@@ -58,6 +62,12 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     run.add_argument("--overwrite", action="store_true", help="replace a set or checkpoint already in OUT")
     run.add_argument("--no-images", action="store_true", help="skip the OUT/images/<class>/<i>.png export")
+    run.add_argument(
+        "--nproc",
+        type=int,
+        help="run in N processes on this machine (as torchrun --standalone --nproc-per-node N): the "
+        "classes are shared out; random, dm and iem only",
+    )
     return p
 
 
@@ -157,9 +167,38 @@ def run_condense_command(args: argparse.Namespace) -> int:
     counts = dataset.class_counts("train")
     names = list(dataset.class_names)
     check_data_fit(config, dataset.image_size, {class_label(c, names): n for c, n in enumerate(counts)})
+    nproc = _check_nproc(args.nproc)
+    if nproc > 1:
+        from hashcondense.cli.launch import run_workers
+        from hashcondense.condense.method import get_method
+        from hashcondense.condense.setup import check_distributable
+
+        check_distributable(get_method(config.method), nproc)  # refused here, before N processes start
+        return run_workers(nproc, list(getattr(args, "argv", [])), out=config.out, threads=args.threads)
     common.start_compute(args)
     from hashcondense.condense import condense
+    from hashcondense.utils import distributed
 
-    result = condense(config, dataset=dataset)
-    print(result.summary())
+    try:
+        result = condense(config, dataset=dataset)
+        if distributed.is_main():
+            print(result.summary())
+    finally:
+        distributed.shutdown()
     return 0
+
+
+def _check_nproc(nproc: int | None) -> int:
+    """--nproc: a whole number >= 1, and not inside processes a launcher already started."""
+    from hashcondense.utils import distributed
+    from hashcondense.utils.checks import is_count
+
+    if nproc is None:
+        return 1
+    if not is_count(nproc, 1):
+        raise HashCondenseError(f"--nproc {nproc} cannot work; use a whole number of processes >= 1")
+    if nproc > 1 and distributed.launched_world_size() > 1:
+        raise HashCondenseError(
+            "--nproc starts its own processes; leave it out under torchrun (or run without torchrun)"
+        )
+    return nproc

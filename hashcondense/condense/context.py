@@ -18,6 +18,7 @@ from torch import nn
 from hashcondense.augment import DSA, DSADraw
 from hashcondense.condense.config import CondenseConfig, DatasetInfo, Settings
 from hashcondense.condense.sampler import ClassSampler
+from hashcondense.condense.sharding import Sharding
 from hashcondense.condense.synthetic import encode_tiles
 from hashcondense.errors import HashCondenseError
 from hashcondense.hashing import HashingMethod, create_hashing
@@ -83,6 +84,12 @@ class CondenseContext:
     augment: DSA
     log: logging.Logger
     data_key: dict[str, Any] = field(default_factory=dict)  # identifies the train split (pool cache)
+    sharding: Sharding | None = None  # None: one process owning every class
+
+    @property
+    def shard(self) -> Sharding:
+        """This process's classes (all of them in one process); see `sharding.py`."""
+        return self.sharding if self.sharding is not None else Sharding.single(self.num_classes)
 
     @property
     def seed(self) -> int:
@@ -128,17 +135,30 @@ class CondenseContext:
         factor**2 distinct real images of the class (row-major, see `encode_tiles`), or the real images
         themselves when factor is 1. Returns (images (C*ipc, ch, H, W), per class the train-split
         positions used, in tile order). A class with fewer images than that is a one-line error (checked
-        here, not at set-up: a method that does not start from real images needs none)."""
+        here, not at set-up: a method that does not start from real images needs none).
+
+        In several processes only this process's classes (`shard`) are drawn: the other classes' rows
+        are zeros and their positions empty lists (the engine gathers the owners' rows). Each class
+        draws from its own stream, so the rows equal those of one process."""
         per = self.ipc * self.factor**2
-        stored, used = [], []
-        for c in range(self.num_classes):
+        for c in range(self.num_classes):  # every class, so every process refuses the same set
             have = self.sampler.count(c)
             if have < per:
                 raise HashCondenseError(
                     f"class {self.sampler.name(c)} has {have} training images but the set needs {self.ipc} x "
                     f"{self.factor}^2 = {per} real images per class; use a smaller --ipc or --factor"
                 )
+        own = set(self.shard.classes)
+        stored: list[torch.Tensor | None] = []
+        used: list[list[int]] = []
+        for c in range(self.num_classes):
+            if c not in own:
+                stored.append(None)
+                used.append([])
+                continue
             idx = self.sampler.sample(c, per, self.rng(Streams.INIT, c))
             stored.append(encode_tiles(self.images[idx], self.factor))
             used.append([int(i) for i in idx])
-        return torch.cat(stored).contiguous(), used
+        shape = (self.ipc, self.info.in_channels, self.info.image_size, self.info.image_size)
+        blank = self.images.new_zeros(shape)
+        return torch.cat([s if s is not None else blank for s in stored]).contiguous(), used

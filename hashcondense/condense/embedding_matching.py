@@ -32,6 +32,7 @@ class EmbeddingMatching(CondenseMethod):
     """Base of embedding-matching methods: subclasses set `self.net` in `begin_outer`."""
 
     batch_classes = True
+    distributed = True  # per-class losses on a network every process draws alike: classes can be sharded
     net: nn.Module | None = None
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

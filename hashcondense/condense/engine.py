@@ -23,10 +23,20 @@ images were stored in [0, 1] (IDC's convention): lr / std**2 per channel on the 
 which is exactly the same trajectory; lr_scale_ipc multiplies the rate by ipc / 10 (IDC).
 
 A non-finite loss stops the run with a one-line error; the last good checkpoint is kept.
+
+Several processes (torchrun, `--nproc`; README "Several processes"): the engine starts the process
+group (`utils.distributed`), every process plans the run and agrees on the outcome, and each owns a
+consecutive run of classes (`sharding.Sharding`): it draws only their batches and updates only their
+rows of the stored images (every process keeps the full tensor; the rows of other classes are stale
+and never read). Per step the processes exchange their per-class losses, so every one sums the same
+loss and sees a divergence at the same step; with a time budget rank 0's elapsed seconds decide for
+all. Checkpoints and the set are gathered and written by rank 0 alone, atomically; a resume reads the
+checkpoint on rank 0 and sends it to the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -42,11 +52,13 @@ from hashcondense.condense.context import CondenseContext, MatchBatch, Streams
 from hashcondense.condense.method import CondenseMethod
 from hashcondense.condense.outputs import write_outputs
 from hashcondense.condense.setup import RunPlan, plan_run
+from hashcondense.condense.sharding import Sharding
 from hashcondense.condense.synthetic import SET_FILE, SyntheticSet, decode
 from hashcondense.data import RetrievalDataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.atomic import write_json
-from hashcondense.runtime import versions
+from hashcondense.runtime import resolve_device, versions
+from hashcondense.utils import distributed
 from hashcondense.utils.logs import FILE_ONLY, collect_logs, run_log, stage
 from hashcondense.utils.progress import progress
 
@@ -82,19 +94,39 @@ class CondenseResult:
 class ImageSGD:
     """SGD with momentum on the stored images (torch.optim.SGD's rule, dampening 0, no weight decay):
     buf = momentum * buf + grad (buf = grad at the first step); images -= lr * scale * buf, with a
-    per-channel `scale` (1, or 1 / std**2 for a pixel-space rate)."""
+    per-channel `scale` (1, or 1 / std**2 for a pixel-space rate). `rows`: the rows this process owns
+    (several processes); the others are left alone (the rule is elementwise: same numbers per row)."""
 
-    def __init__(self, images: torch.Tensor, lr: float, momentum: float, scale: torch.Tensor) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        lr: float,
+        momentum: float,
+        scale: torch.Tensor,
+        rows: slice | None = None,
+    ) -> None:
         self.images = images
         self.momentum = float(momentum)
         self.step_size = (float(lr) * scale).to(images.device, images.dtype)
         self.buffer: torch.Tensor | None = None
+        self.rows = rows
 
     @torch.no_grad()
     def step(self) -> None:
         grad = self.images.grad
+        if grad is None and self.rows is not None:  # a process that owns no class
+            grad = torch.zeros_like(self.images)
         if grad is None:
             raise RuntimeError("the matching losses produced no gradient for the stored images")
+        if self.rows is not None:
+            own = grad[self.rows]
+            if self.buffer is None:
+                self.buffer = torch.zeros_like(grad)
+                self.buffer[self.rows] = own
+            else:
+                self.buffer[self.rows].mul_(self.momentum).add_(own)
+            self.images[self.rows].sub_(self.step_size * self.buffer[self.rows])
+            return
         if self.buffer is None:
             self.buffer = grad.detach().clone()
         else:
@@ -132,7 +164,9 @@ class CondenseEngine:
         self.plan: RunPlan | None = None
         self.state: LoopState | None = None  # the stored images and where the loop stands
         self.opt: ImageSGD | None = None
-        self.groups: list[list[int]] = []
+        self.groups: list[list[int]] = []  # this process's classes, grouped for the forward passes
+        self.loss_groups: list[list[int]] = []  # one process's grouping of all classes (the loss sum)
+        self.shard: Sharding | None = None
         self.last_checkpoint: tuple[int, int] | None = None
         self._loop_start: float | None = None  # _clock() at the start of this invocation's loop
 
@@ -167,11 +201,18 @@ class CondenseEngine:
         return self.state.images
 
     def setup(self) -> RunPlan:
+        self._start_process_group()
         self.plan = plan_run(self.config, self.dataset, self.method_cls)
         return self.plan
 
+    def _start_process_group(self) -> None:
+        """Under a launcher, join the run's process group (once per process) before anything is planned:
+        the plan depends on this process's rank."""
+        distributed.init_from_env(distributed.local_device(resolve_device(self.config.device)))
+
     def _clock(self) -> float:
-        """The time-budget clock: elapsed seconds, or this process's CPU seconds (`budget_clock`)."""
+        """The time-budget clock: elapsed seconds, or this process's CPU seconds (`budget_clock`; under
+        several processes rank 0's clock decides, as for the wall clock)."""
         return time.process_time() if self.config.budget_clock == "cpu" else time.perf_counter()
 
     def elapsed(self) -> float:
@@ -186,27 +227,35 @@ class CondenseEngine:
         """Set up (unless `setup()` was called), condense and write the set; see the module docstring."""
         wall = time.perf_counter()
         with collect_logs() as earlier:
-            plan = self.plan or self.setup()  # a mistake here leaves no run folder behind
-        with run_log(plan.out, earlier):
+            self._start_process_group()  # under a launcher: first, so that every check below is agreed
+            # a mistake here leaves no run folder behind
+            plan = self.plan or distributed.agree(self.setup, "planning the run")
+        # rank 0 alone writes the run folder, its log included
+        logged = run_log(plan.out, earlier) if distributed.is_main() else contextlib.nullcontext()
+        with logged:
             try:
                 return self._run(plan, wall)
             except HashCondenseError as exc:
                 log.error("%s", exc, extra=FILE_ONLY)  # the caller reports it
                 raise
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, distributed.Stopped) as exc:
                 kept = self.last_checkpoint
                 where = f"checkpoint at outer loop {kept[0]}, step {kept[1]}" if kept else "no checkpoint yet"
-                log.warning("interrupted (%s); rerun with --resume to continue", where, extra=FILE_ONLY)
+                what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by the launcher"
+                log.warning("%s (%s); rerun with --resume to continue", what, where, extra=FILE_ONLY)
                 raise
 
     def _run(self, plan: RunPlan, wall: float) -> CondenseResult:
+        self.shard = plan.context.shard
+        self._warn_idle_ranks()
         optimizes = plan.method.optimizes
         outer_loops = plan.settings.outer_loops if optimizes else 0
         self._announce(plan, outer_loops)
         resumed = self._start_state(plan)
         setup_seconds = time.perf_counter() - wall
         self._prepare_method(plan, resumed)
-        self.groups = self._groups()
+        self.groups = self._groups(self.shard.classes)
+        self.loss_groups = self._groups(list(range(plan.context.num_classes)))
         total = outer_loops * plan.settings.inner_loops
         stopped = self._loop_to_end(plan, total) if optimizes else "no_optimisation"
         assert self.state is not None
@@ -251,8 +300,28 @@ class CondenseEngine:
             "config_digest": plan.digest,
             "dataset": plan.dataset.describe(),
             "versions": versions(),
+            "distributed": self._distributed_record(),
         }
-        write_json(plan.out / "config.json", record)
+        if distributed.is_main():
+            write_json(plan.out / "config.json", record)
+
+    def _warn_idle_ranks(self) -> None:
+        assert self.shard is not None
+        idle = [r for r, classes in enumerate(self.shard.classes_by_rank) if not classes]
+        if idle and self.shard.is_main:
+            log.warning(
+                "%d processes for %d classes: rank(s) %s own no class and only take part in the exchanges "
+                "(and IEM's pool); use at most %d processes",
+                self.shard.world_size,
+                self.context.num_classes,
+                ", ".join(map(str, idle)),
+                self.context.num_classes,
+            )
+
+    def _distributed_record(self) -> dict[str, Any]:
+        """World size and what each rank owns (config.json, card.json; docs/formats.md)."""
+        assert self.shard is not None
+        return self.shard.record(self._plan().method.ownership())
 
     def _start_state(self, plan: RunPlan) -> bool:
         """The stored images and image optimiser, from the checkpoint (`resume`) or the method's
@@ -266,7 +335,10 @@ class CondenseEngine:
                 ctx.info.image_size,
                 ctx.info.image_size,
             )
-            saved = load_checkpoint(plan.out / CHECKPOINT, expect, plan.digest, plan.hashed)
+            saved = distributed.on_main(  # rank 0 reads it (the run folder may be on its machine only)
+                lambda: load_checkpoint(plan.out / CHECKPOINT, expect, plan.digest, plan.hashed),
+                "reading the checkpoint",
+            )
         if saved is not None:
             method.init_indices = saved.init_indices
             self.last_checkpoint = (saved.outer, saved.inner)
@@ -278,11 +350,15 @@ class CondenseEngine:
             )
             self.state = saved
         else:
-            self.state = LoopState(images=method.initialize())
+            self.state = LoopState(images=distributed.agree(method.initialize, "initialising the set"))
+            if distributed.is_active():  # each process drew its own classes' images
+                parts = distributed.all_gather_objects(method.init_indices, "gathering the initial images")
+                method.init_indices = _merge_per_class(parts)
         state = self.state
         state.images = state.images.to(plan.device, torch.float32).clone().requires_grad_(method.optimizes)
         if method.optimizes:
-            self.opt = ImageSGD(state.images, plan.lr, plan.settings.momentum, plan.channel_scale)
+            rows = self._rows() if distributed.is_active() else None
+            self.opt = ImageSGD(state.images, plan.lr, plan.settings.momentum, plan.channel_scale, rows)
             if saved is not None and saved.momentum is not None:
                 self.opt.buffer = saved.momentum.to(plan.device, torch.float32).clone()
         return saved is not None
@@ -296,10 +372,23 @@ class CondenseEngine:
                 plan.method.begin_outer(self.state.outer)
             plan.method.load_state_dict(dict(self.state.method_state))
 
-    def _groups(self) -> list[list[int]]:
+    def _rows(self) -> slice:
+        """The rows of the stored images this process owns."""
+        assert self.shard is not None
+        return self.shard.rows(self.context.ipc)
+
+    def _gathered(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
+        """The stored images (or their momentum) with every class's rows from the process that owns it;
+        in one process the tensor itself."""
+        if not distributed.is_active():
+            return tensor
+        assert self.shard is not None
+        counts = [len(c) * self.context.ipc for c in self.shard.classes_by_rank]
+        return distributed.all_gather_rows(tensor.detach()[self._rows()], what, counts)
+
+    def _groups(self, classes: list[int]) -> list[list[int]]:
         """Classes matched together: one per call for gradient matching, else as many as fit in
         `max_forward` synthetic images."""
-        classes = list(range(self.context.num_classes))
         if not self.method.batch_classes:
             return [[c] for c in classes]
         per_class = self.context.ipc * self.settings.factor**2
@@ -334,9 +423,10 @@ class CondenseEngine:
         return MatchBatch(outer, inner, list(group), real_v, syn_v, draws, real_raw, syn_raw)
 
     def _step(self, outer: int, inner: int) -> float:
-        """One inner step: every group's matching losses, one image update, the method's after-step."""
+        """One inner step: every group's matching losses, one image update, the method's after-step.
+        Returns the loss summed over all classes (of every process)."""
         self.images.grad = None
-        total = 0.0
+        own: list[torch.Tensor] = []
         for group in self.groups:
             losses = self.method.match_losses(self._batch(group, outer, inner))
             if losses.shape != (len(group),):
@@ -345,16 +435,45 @@ class CondenseEngine:
                     f"for {len(group)} classes"
                 )
             values = losses.detach()
+            own.append(values)
             if not torch.isfinite(values).all():
-                raise _Diverged(float(values.sum()))
+                break  # diverged: every process learns it from the losses below
             losses.sum().backward()
-            total += float(values.sum())
         assert self.opt is not None
-        if self.images.grad is not None and not torch.isfinite(self.images.grad).all():
+        grad = self.images.grad
+        if grad is not None and self.opt.rows is not None:
+            grad = grad[self.opt.rows]
+        grad_ok = grad is None or bool(torch.isfinite(grad).all())
+        values = torch.cat(own) if own else self.images.new_zeros(0)
+        values, grad_ok = self._exchange(values, grad_ok)
+        total = 0.0
+        for group in self.loss_groups:  # one process's sum, in its order: the same float in N processes
+            part = values[group[0] : group[-1] + 1].clone()
+            if not torch.isfinite(part).all():
+                raise _Diverged(float(part.sum()))
+            total += float(part.sum())
+        if not grad_ok:
             raise _Diverged(float("nan"))
         self.opt.step()
         self.method.after_inner(outer, inner, self.images)
         return total
+
+    def _exchange(self, own: torch.Tensor, grad_ok: bool) -> tuple[torch.Tensor, bool]:
+        """Every class's loss of this step (class order) and whether every process's image gradients
+        are finite. One process: its own losses (a diverged step may have fewer: padded with NaN)."""
+        n = self.context.num_classes
+        if not distributed.is_active():
+            if own.numel() < n:
+                own = torch.cat([own, own.new_full((n - own.numel(),), float("nan"))])
+            return own, grad_ok
+        assert self.shard is not None
+        width = max(len(c) for c in self.shard.classes_by_rank) + 1
+        row = torch.full((1, width), float("nan"), dtype=torch.float32)
+        row[0, : own.numel()] = own.to("cpu", torch.float32)
+        row[0, -1] = 1.0 if grad_ok else 0.0
+        rows = distributed.all_gather_rows(row, "exchanging the step's losses", [1] * self.shard.world_size)
+        values = torch.cat([r[: len(c)] for r, c in zip(rows, self.shard.classes_by_rank, strict=True)])
+        return values.to(own.device), bool((rows[:, -1] == 1.0).all())
 
     def _begin_outer(self, outer: int) -> None:
         if self.settings.clamp:
@@ -364,19 +483,25 @@ class CondenseEngine:
         self.method.begin_outer(outer)
 
     def _save_checkpoint(self, outer: int, inner: int) -> None:
+        """Gather the set (every process takes part) and write the checkpoint (rank 0 alone)."""
         plan, state = self._plan(), self.state
         assert state is not None
+        buffer = self.opt.buffer if self.opt is not None else None
         snapshot = LoopState(
-            images=state.images,
+            images=self._gathered(state.images, "gathering the checkpoint"),
             outer=outer,
             inner=inner,
             elapsed=self.elapsed(),
             history=state.history,
-            momentum=self.opt.buffer if self.opt is not None else None,
+            momentum=self._gathered(buffer, "gathering the checkpoint") if buffer is not None else None,
             method_state=plan.method.state_dict(),
             init_indices=plan.method.init_indices,
         )
-        save_checkpoint(plan.out / CHECKPOINT, snapshot, plan.method.name, plan.digest, plan.hashed)
+        path = plan.out / CHECKPOINT
+        distributed.on_main(
+            lambda: save_checkpoint(path, snapshot, plan.method.name, plan.digest, plan.hashed),
+            "writing the checkpoint",
+        )
         self.last_checkpoint = (outer, inner)
 
     # ---- the loop ---------------------------------------------------------------------------------------
@@ -396,7 +521,7 @@ class CondenseEngine:
         bar = progress(
             (divmod(step, M) for step in range(done, total)),
             desc=f"condense {plan.method.name}",
-            disable=not plan.config.show_progress,
+            disable=not plan.config.show_progress or not distributed.is_main(),
             total=total,
             initial=done,
             unit="step",
@@ -428,6 +553,9 @@ class CondenseEngine:
         except _Diverged as exc:
             raise self._divergence(exc.args[0], outer, inner) from None
         elapsed = self.elapsed()
+        if distributed.is_active() and self._plan().config.time_budget is not None:
+            # the budget stops every process at the same step: rank 0's clock decides
+            elapsed = distributed.broadcast_float(elapsed, "agreeing on the time budget")
         state.history.append({"outer": outer, "inner": inner, "loss": loss, "seconds": round(elapsed, 4)})
         outer_losses.append(loss)
         if hasattr(bar, "set_postfix"):
@@ -454,10 +582,11 @@ class CondenseEngine:
             if self.last_checkpoint
             else "no checkpoint was written yet"
         )
-        return HashCondenseError(
+        error = HashCondenseError(
             f"the matching loss became {value} at outer loop {outer}, inner step {inner}: "
             f"the images diverged; {where}; start again with a lower --lr-img (now {self.settings.lr_img})"
         )
+        return distributed.replicated(error)  # every process saw the same losses
 
     # ---- the set ----------------------------------------------------------------------------------------
 
@@ -465,8 +594,9 @@ class CondenseEngine:
         self, stopped: str, done: int, total: int, loop_seconds: float, setup_seconds: float
     ) -> CondenseResult:
         plan = self._plan()
+        images = self._gathered(self.images.detach(), "gathering the set")
         synthetic = SyntheticSet(
-            self.images.detach().cpu().float().contiguous(),
+            images.detach().cpu().float().contiguous(),
             torch.arange(plan.context.num_classes).repeat_interleave(plan.context.ipc),
             factor=plan.settings.factor,
             mean=plan.context.mean,
@@ -480,8 +610,13 @@ class CondenseEngine:
             "distillation_seconds": round(loop_seconds, 3),
             "setup_seconds": round(setup_seconds, 3),
             **plan.method.report(),
+            "distributed": self._distributed_record(),
         }
-        card = write_outputs(plan.out, synthetic, self.state.history, run=run, tree=self.config.export_images)
+        history = self.state.history
+        card = distributed.on_main(  # the others get the card rank 0 wrote
+            lambda: write_outputs(plan.out, synthetic, history, run=run, tree=self.config.export_images),
+            "writing the set",
+        )
         stage(
             "wrote %s (%s, %d/%d steps, %.1f s of distillation)",
             plan.out / SET_FILE,
@@ -527,3 +662,9 @@ class CondenseEngine:
             "method_info": plan.method.describe(),
             "init_indices": plan.method.init_indices,
         }
+
+
+def _merge_per_class(parts: list[list[list[int]]]) -> list[list[int]]:
+    """Per class, the list of the process that filled it (the others hold an empty list)."""
+    classes = max((len(p) for p in parts), default=0)
+    return [next((p[c] for p in parts if c < len(p) and p[c]), []) for c in range(classes)]

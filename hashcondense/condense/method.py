@@ -41,6 +41,14 @@ derives an independent `torch.Generator` from (seed, *streams) (see `Streams` fo
 Anything drawn per outer loop must depend on (seed, stream, outer) only, so that a resumed or
 class-sharded run reproduces a single uninterrupted run.
 
+Several processes (torchrun, `--nproc`): a method with `distributed = True` has its classes sharded
+over the processes (`sharding.py`): `initialize` and `match_losses` see only this process's classes
+(`context.shard.classes`), every process runs `prepare` and `begin_outer` and must get the same network
+from them, and `after_inner` must not change anything that the matching reads (nothing trains a
+network between steps). Methods that cannot promise that (gradient matching trains its network on
+every step) keep the default `distributed = False` and are refused in several processes.
+`ownership()` names what else each rank owns (IEM: its pool members) for the run's records.
+
 Defaults: `default_settings(info)` returns the method's values of the shared loop settings
 (`config.SETTING_NAMES`, e.g. factor, outer/inner loops, lr_img, batch_real); `presets` names other
 groups of them (e.g. "cpu"); `options` lists the method's own settings with their defaults. User
@@ -95,6 +103,7 @@ class CondenseMethod:
         name: registry name. optimizes: False for methods without a loop (random).
         batch_classes: True when `match_losses` can take several classes at once (embedding matching:
             one forward pass for all); False gives it one class per call (gradient matching).
+        distributed: True when the classes can be sharded over several processes (see above).
         options: the method's own settings and their defaults (None = choose in `__init__`).
         presets: named groups of shared loop settings (`CondenseConfig.preset`, e.g. "cpu"); "paper"
             (the defaults) always exists.
@@ -103,6 +112,7 @@ class CondenseMethod:
     name: ClassVar[str] = "base"
     optimizes: ClassVar[bool] = True
     batch_classes: ClassVar[bool] = False
+    distributed: ClassVar[bool] = False
     options: ClassVar[dict[str, Any]] = {}
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -157,6 +167,11 @@ class CondenseMethod:
     def describe(self) -> dict[str, Any]:
         """Facts about the set for its metadata (e.g. the pool members' digests); the same for the same
         seed, so that the set file is byte-identical."""
+        return {}
+
+    def ownership(self) -> dict[str, list[list[int]]]:
+        """Per rank, what else it owns besides its classes (e.g. {"pool_members_by_rank": [[0, 2], [1]]}),
+        for config.json and card.json; empty by default."""
         return {}
 
     def report(self) -> dict[str, Any]:

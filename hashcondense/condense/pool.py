@@ -7,6 +7,10 @@ Pool: `pool_size` hashing networks from different random initialisations, each t
 longer run, not an annealed short run). Member k is trained with seed derive_seed(seed, POOL_TRAIN, k),
 so members do not depend on the pool size: a pool of 5 reuses the first 2 members of a pool of 2.
 
+Several processes (torchrun, `--nproc`): member k is made (loaded or trained) by rank k % world size,
+which alone writes its cache file; the members are then exchanged, so every process holds the whole
+pool (`ensure`). A member's seed depends on k only, so the pool is the same as one process's.
+
 Cache: each member is one safetensors file (network and hashing-method state, JSON metadata with the
 key) under `<pool_dir>/<arch>-<hashing>-<bits>b-<key digest>/member_<k>.safetensors`, written
 atomically. The key holds everything a member depends on: dataset name, split seed, image size,
@@ -37,6 +41,7 @@ from torch import nn
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import load_tensors, save_tensors, strip_prefix
 from hashcondense.train import TrainConfig, network_state, train_hashing_network
+from hashcondense.utils import distributed
 from hashcondense.utils.logs import stage
 
 __all__ = ["ModelPool", "POOL_FORMAT", "data_digest", "perturb_"]
@@ -111,24 +116,44 @@ class ModelPool:
         self.folder = Path(directory) / f"{key['arch']}-{key['hashing']}-{key['bits']}b-{digest}"
         self.states: list[dict[str, torch.Tensor]] = []
         self.digests: list[str] = []
-        self.trained = 0  # members trained (not loaded from the cache) by this object
-        self.train_seconds = 0.0
+        self.trained = 0  # members trained (not loaded from the cache) by this object, in all processes
+        self.train_seconds = 0.0  # their training time, summed over the processes
 
     def member_path(self, k: int) -> Path:
         return self.folder / f"member_{k:03d}.safetensors"
 
     def ensure(self, count: int) -> None:
-        """Make members 0..count-1 available, loading cached ones and training the rest."""
-        while len(self.states) < count:
-            k = len(self.states)
-            state = self._load(k)
-            if state is None:
-                stage("training model pool member %d/%d (%d epochs)", k + 1, count, int(self.key["epochs"]))
-                state = self._train(k)
-            else:
-                stage("model pool member %d/%d loaded from %s", k + 1, count, self.folder)
-            self.states.append(state)
-            self.digests.append(_state_digest(state))
+        """Make members 0..count-1 available, loading cached ones and training the rest; in several
+        processes each makes its own members (`owners`) and then all exchange them."""
+        todo = list(range(len(self.states), count))
+        world, me = distributed.world_size(), distributed.rank()
+        before = (self.trained, self.train_seconds)
+        made = distributed.agree(
+            lambda: {k: self._make(k, count) for k in todo if k % world == me},
+            "making the model pool members",
+        )
+        if world > 1:  # every process gets every member, and the counts of all of them
+            here = (self.trained - before[0], self.train_seconds - before[1])
+            shared = distributed.all_gather_objects((made, *here), "exchanging the model pool members")
+            made = {k: state for part, _, _ in shared for k, state in part.items()}
+            self.trained = before[0] + sum(part[1] for part in shared)
+            self.train_seconds = before[1] + sum(part[2] for part in shared)
+        for k in todo:
+            self.states.append(made[k])
+            self.digests.append(_state_digest(made[k]))
+
+    @staticmethod
+    def owners(count: int, world_size: int) -> list[list[int]]:
+        """Per rank, the members it makes (member k: rank k % world size)."""
+        return [[k for k in range(count) if k % world_size == r] for r in range(world_size)]
+
+    def _make(self, k: int, count: int) -> dict[str, torch.Tensor]:
+        state = self._load(k)
+        if state is None:
+            stage("training model pool member %d/%d (%d epochs)", k + 1, count, int(self.key["epochs"]))
+            return self._train(k)
+        stage("model pool member %d/%d loaded from %s", k + 1, count, self.folder)
+        return state
 
     def _load(self, k: int) -> dict[str, torch.Tensor] | None:
         path = self.member_path(k)

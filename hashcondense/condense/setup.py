@@ -1,7 +1,11 @@
 """Resolving a condensation run before anything is optimised: the data, the settings (engine defaults
 < method defaults < preset < user values), the method with its options, the config digest, and the
 image optimiser's constants. Every user mistake that does not need the loop is found here, before the
-run folder is created: a refused run leaves nothing behind."""
+run folder is created: a refused run leaves nothing behind.
+
+In several processes (torchrun, `--nproc`) every process plans the run (the engine agrees on the
+outcome, `utils.distributed.agree`), a method that cannot shard its classes is refused, and only rank 0
+checks and creates the run folder."""
 
 from __future__ import annotations
 
@@ -28,13 +32,15 @@ from hashcondense.condense.context import CondenseContext
 from hashcondense.condense.method import CondenseMethod, get_method
 from hashcondense.condense.pool import data_digest
 from hashcondense.condense.sampler import ClassSampler
+from hashcondense.condense.sharding import Sharding
 from hashcondense.condense.synthetic import SET_FILE
 from hashcondense.data import RetrievalDataset, load_dataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.atomic import ensure_writable_dir
 from hashcondense.runtime import resolve_device
+from hashcondense.utils import distributed
 
-__all__ = ["RunPlan", "plan_run"]
+__all__ = ["RunPlan", "check_distributable", "plan_run"]
 
 log = logging.getLogger("hashcondense.condense")
 
@@ -69,6 +75,17 @@ def _check_out(config: CondenseConfig, out: Path) -> None:
         raise HashCondenseError(
             f"{out} already holds a condensed set or checkpoint; pass --resume to continue it, "
             "--overwrite to replace it, or choose another --out"
+        )
+
+
+def check_distributable(cls: type[CondenseMethod], world_size: int | None = None) -> None:
+    """Refuse a method that cannot shard its classes when the run has several processes (else each
+    would run the whole job and write the same folder)."""
+    size = distributed.world_size() if world_size is None else world_size
+    if size > 1 and not cls.distributed:
+        raise HashCondenseError(
+            f"condensation method '{cls.name}' does not run in several processes yet (world size {size}); "
+            "run it in one process, without torchrun or --nproc (random, dm and iem run in several)"
         )
 
 
@@ -111,6 +128,7 @@ def _context(
         augment=DSA(settings.aug_strategy, None, settings.aug_mode),
         log=log,
         data_key=data_key,
+        sharding=Sharding.current(info.num_classes),
     )
 
 
@@ -125,12 +143,13 @@ def plan_run(
     if method_cls is None:  # a class handed in needs no registered name
         check_names(c)
     out = Path(c.out)
-    device = resolve_device(c.device)
+    device = distributed.local_device(resolve_device(c.device))  # under a launcher: this rank's GPU
     if dataset is None:
         dataset = load_dataset(
             c.dataset, root=c.root, download=c.download, split_seed=c.split_seed, image_size=c.image_size
         )
     cls = method_cls or get_method(c.method)
+    check_distributable(cls)
     context = _context(c, dataset, cls, out, device)
     method = cls(context, **dict(c.options))
     context.config = replace(context.config, options=method.resolved_options())
@@ -139,8 +158,9 @@ def plan_run(
     digest, hashed = config_digest(resolved)
     std = torch.tensor(context.std).view(1, -1, 1, 1)
     mean = torch.tensor(context.mean).view(1, -1, 1, 1)
-    _check_out(c, out)
-    ensure_writable_dir(out)  # the first thing written: everything above could refuse the run
+    if distributed.is_main():  # the other processes never touch the run folder
+        _check_out(c, out)
+        ensure_writable_dir(out)  # the first thing written: everything above could refuse the run
     return RunPlan(
         config=c,
         out=out,

@@ -30,6 +30,9 @@ a time budget stops the run early) and lr_img 0.05 instead of 0.005: the paper's
 R x M = 90,000 GPU steps; the measurements behind that choice and the step's cost on a CPU are in
 BENCHMARKS.md ("Equal wall-clock condensation on real CIFAR-10" and "Cost of one distillation
 step and peak memory").
+Several processes: the classes are sharded (`sharding.py`) and the pool members split, member k
+trained by rank k % world size (`pool.ModelPool.ensure`); every process then holds the whole pool and
+draws the same member and perturbation per outer loop.
 Ablations (IEM Table 4): use_pool=False draws a fresh random network each outer loop (DM-style);
 factor=1 turns multi-formation off.
 """
@@ -140,7 +143,7 @@ class IEM(EmbeddingMatching):
             num_classes=ctx.num_classes,
             device=ctx.device,
             member_seed=lambda k: derive_seed(ctx.seed, Streams.POOL_TRAIN, k),
-            show_progress=ctx.config.show_progress,
+            show_progress=ctx.config.show_progress and ctx.shard.is_main,  # one bar, not one per process
         )
         self.pool.ensure(int(self.opts["pool_size"]))
         self.net = ctx.new_network(Streams.NETWORK, 0)  # a module to load members into
@@ -163,6 +166,12 @@ class IEM(EmbeddingMatching):
         ctx.log.debug(
             "outer %d: pool member %d, alpha %.4f, beta %.4f", outer, self.member, *self.coefficients
         )
+
+    def ownership(self) -> dict[str, list[list[int]]]:
+        if not self.opts["use_pool"]:
+            return {}
+        owners = ModelPool.owners(int(self.opts["pool_size"]), self.context.shard.world_size)
+        return {"pool_members_by_rank": owners}
 
     def state_dict(self) -> dict[str, Any]:
         return {"pool_members": list(self.pool.digests) if self.pool is not None else []}

@@ -19,6 +19,7 @@ __all__ = ["RandomSelection"]
 @register_method("random")
 class RandomSelection(CondenseMethod):
     optimizes = False
+    distributed = True  # each process draws its own classes' images
     # nothing to shorten on a CPU: the cpu preset is the paper's selection, so one experiment preset
     # can name it for every method of a table
     presets = {"cpu": {}}

@@ -1,0 +1,186 @@
+"""Condensation in 2 processes on 127.0.0.1 (gloo): the same set as one process, bit for bit, for
+random, dm and iem; an undistributed method refused; a time budget that stops both ranks together;
+a rank killed mid-run -> one line naming it, and `--resume` (in 2 processes, then in 1) continuing
+to the same set as one uninterrupted process. Tiny digits runs, one thread per process (README
+"Several processes")."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hashcondense.condense import CondenseConfig, condense
+
+sys.path.insert(0, str(Path(__file__).parent))
+from distributed_worker import LOOPS, SETTINGS, config  # noqa: E402
+
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed in this build"),
+]
+REPO = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", HASHCONDENSE_PROGRESS="0", **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def _same_set(a: Path, b: Path) -> None:
+    x, y = load_file(a / "synthetic.safetensors"), load_file(b / "synthetic.safetensors")
+    assert x.keys() == y.keys()
+    for name in x:
+        assert torch.equal(x[name], y[name]), name
+    assert (a / "synthetic.safetensors").read_bytes() == (b / "synthetic.safetensors").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """OUT of tests/distributed_worker.py, run by torchrun in 2 processes."""
+    out = tmp_path_factory.mktemp("dist")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", "--rdzv-id", uuid.uuid4().hex,
+        "--local-addr", "127.0.0.1", "--max-restarts", "0", str(WORKER), str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done
+
+
+@pytest.mark.parametrize("method", sorted(LOOPS))
+def test_two_processes_give_the_same_set_as_one(tmp_path, two_process_runs, method):
+    out, _ = two_process_runs
+    condense(config(tmp_path, method))  # one process; iem trains its own pool
+    _same_set(out / method, tmp_path / method)
+    history = [s["loss"] for s in json.loads((out / method / "history.json").read_text())["steps"]]
+    assert history == [
+        s["loss"] for s in json.loads((tmp_path / method / "history.json").read_text())["steps"]
+    ]
+    record = json.loads((out / method / "card.json").read_text())["run"]["distributed"]
+    assert record["world_size"] == 2 and record["backend"] == "gloo"
+    assert record["classes_by_rank"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    if method == "iem":  # member k trained by rank k % 2
+        assert record["pool_members_by_rank"] == [[0, 2], [1]]
+    assert json.loads((out / method / "config.json").read_text())["distributed"] == record
+    single = json.loads((tmp_path / method / "card.json").read_text())["run"]["distributed"]
+    assert single["world_size"] == 1 and single["classes_by_rank"] == [list(range(10))]
+
+
+def test_only_rank_0_writes_the_run_folder(two_process_runs):
+    out, done = two_process_runs
+    log = (out / "dm" / "log.txt").read_text()
+    assert log.count("condense digits with dm") == 1  # rank 1 never appended to it
+    assert not list(out.glob("**/.*.tmp"))
+
+
+def test_undistributed_method_is_refused_in_one_line(two_process_runs):
+    out, _ = two_process_runs
+    summary = json.loads((out / "summary.json").read_text())
+    messages = [rank["dsa"] for rank in summary["ranks"]]
+    assert messages[0] == messages[1]
+    assert "'dsa' does not run in several processes yet" in messages[0] and "\n" not in messages[0]
+    assert not (out / "dsa").exists()
+
+
+def test_time_budget_stops_every_rank_at_the_same_step(two_process_runs):
+    out, _ = two_process_runs
+    summary = json.loads((out / "summary.json").read_text())
+    (stopped0, steps0), (stopped1, steps1) = (rank["budget"] for rank in summary["ranks"])
+    assert stopped0 == stopped1 == "time_budget" and steps0 == steps1 > 0
+    card = json.loads((out / "budget" / "card.json").read_text())
+    assert card["steps_done"] == steps0
+
+
+def test_nproc_refuses_an_undistributed_method_before_starting(tmp_path):
+    command = [sys.executable, "-m", "hashcondense", "condense", "--dataset", "digits", "--image-size", "16",
+               "--method", "idc", "--ipc", "1", "--nproc", "2", "--out", str(tmp_path / "idc")]  # fmt: skip
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "'idc' does not run in several processes yet" in done.stderr
+    assert not (tmp_path / "idc").exists()
+
+
+def _rank_1_of(marker: str) -> int | None:
+    """The pid of the worker with RANK=1 among the processes whose environment holds `marker`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker.encode() in environ and b"RANK=1" in environ:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker through /proc")
+def test_killed_rank_stops_the_run_in_one_line_and_resume_continues(tmp_path):
+    out = tmp_path / "run"
+    marker = f"HASHCONDENSE_TEST_RUN={uuid.uuid4().hex}"
+    name, value = marker.split("=")
+    (tmp_path / "cfg.json").write_text(
+        json.dumps({k: v for k, v in SETTINGS.items() if k != "show_progress"})
+    )
+    command = [
+        sys.executable, "-m", "hashcondense", "condense", "--config", str(tmp_path / "cfg.json"),
+        "--method", "dm", "--checkpoint-every", "10", "--quiet", "--nproc", "2", "--out", str(out),
+    ]  # fmt: skip
+    run = subprocess.Popen(
+        [*command, "--outer-loops", "1000000"], env=_env(**{name: value}), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    victim = None
+    while time.monotonic() < deadline and run.poll() is None:
+        if (out / "checkpoint.safetensors").exists():
+            victim = _rank_1_of(marker)
+            if victim:
+                break
+        time.sleep(0.1)
+    assert victim, "the run wrote no checkpoint"
+    os.kill(victim, signal.SIGKILL)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 1
+    assert err.count("\n") == 1, err
+    assert f"rank 1 (pid {victim}) was killed by SIGKILL" in err and "--resume" in err
+    assert not (out / "synthetic.safetensors").exists() and not list(out.glob(".*.tmp"))
+    kept = json.loads(_meta(out / "checkpoint.safetensors"))
+    assert kept["outer"] % 10 == 0 and kept["outer"] >= 10
+    # resume in 2 processes up to 10 outer loops later; equals one process run straight there
+    end = kept["outer"] + 10
+    done = subprocess.run(
+        [*command, "--resume", "--outer-loops", str(end)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    single = CondenseConfig(
+        method="dm", outer_loops=end, checkpoint_every=10, out=str(tmp_path / "one"), **SETTINGS
+    )
+    condense(single)
+    _same_set(out, tmp_path / "one")
+    # a 2-process checkpoint resumed in one process: the classes are shared out afresh, same numbers
+    further = dict(outer_loops=end + 10, checkpoint_every=10, **SETTINGS)
+    condense(CondenseConfig(method="dm", out=str(out), resume=True, **further))
+    condense(CondenseConfig(method="dm", out=str(tmp_path / "two"), **further))
+    _same_set(out, tmp_path / "two")
+
+
+def _meta(path: Path) -> str:
+    from hashcondense.io.tensors import load_tensors
+
+    return json.dumps(load_tensors(path)[1])
