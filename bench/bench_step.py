@@ -58,8 +58,15 @@ def measure_one(method: str, ipc: int, steps: int, root: str, pool_dir: str, thr
         loops = {"outer_loops": steps + 1, "inner_loops": 1}
     with tempfile.TemporaryDirectory() as tmp:
         config = CondenseConfig(
-            dataset="cifar10", root=root, method=method, ipc=ipc, options=options, out=tmp,
-            show_progress=False, export_images=False, **loops,
+            dataset="cifar10",
+            root=root,
+            method=method,
+            ipc=ipc,
+            options=options,
+            out=tmp,
+            show_progress=False,
+            export_images=False,
+            **loops,
         )
         if method == "iem":  # train or load the pool outside the measured window
             from hashcondense.condense.engine import CondenseEngine
@@ -108,20 +115,36 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     for ipc in [int(x) for x in a.ipc.split(",")]:
         for method in a.methods.split(","):
-            cmd = [sys.executable, __file__, "--child", f"{method}:{ipc}", "--root", a.root,
-                   "--steps", str(a.steps), "--threads", str(a.threads), "--pool-dir", a.pool_dir]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                f"{method}:{ipc}",
+                "--root",
+                a.root,
+                "--steps",
+                str(a.steps),
+                "--threads",
+                str(a.threads),
+                "--pool-dir",
+                a.pool_dir,
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"{method} ipc {ipc} failed:\n{done.stderr[-2000:]}")
             out = done.stdout
             row = json.loads(out.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{method:>4} ipc {ipc:>2}: step {row['step_seconds_median']:.3f} s (median of "
-                  f"{len(row['step_seconds'])}), peak +{row['peak_extra_mib']:.0f} MiB", flush=True)
+            print(
+                f"{method:>4} ipc {ipc:>2}: step {row['step_seconds_median']:.3f} s (median of "
+                f"{len(row['step_seconds'])}), peak +{row['peak_extra_mib']:.0f} MiB",
+                flush=True,
+            )
     by = {(r["method"], r["ipc"]): r["step_seconds_median"] for r in rows}
     ratios = {
         f"{m}/iem@{ipc}": round(by[(m, ipc)] / by[("iem", ipc)], 2)
-        for (m, ipc) in by if m != "iem" and ("iem", ipc) in by
+        for (m, ipc) in by
+        if m != "iem" and ("iem", ipc) in by
     }
     for k, v in ratios.items():
         print(f"ratio {k}: {v}x")
