@@ -221,3 +221,24 @@ def test_the_data_root_does_not_change_where_a_cell_lives(tmp_path):
     for plain, rooted in zip(experiment.cells("cpu"), rooted_cells, strict=True):
         assert store.cell_folder(plain) == store.cell_folder(rooted)
         assert store.set_folder(plain) == store.set_folder(rooted)
+
+
+def test_a_train_run_of_the_cells_settings_is_adopted_and_another_refused(tmp_path):
+    from hashcondense.experiments.runner import adopt_run
+
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    whole = next(cell for cell in experiment.cells("cpu") if cell.key == "whole/16")
+    # a run's config.json records the resolved config: location fields, eval_epochs and the flip it used
+    config = {**whole.evaluate, "seed": 1, "out": "elsewhere", "root": "/data", "resume": True}
+    config["train"] = {**whole.evaluate["train"], "eval_epochs": [1], "flip": False, "auto_steps": 7}
+    adopt_run(store, whole, 1, config, {"map": 0.5}, "runs/whole16", date="2026-12-05")
+    assert store.metrics(whole)[1] == {"map": 0.5}
+    text = write_report(store, tmp_path / "R.md", [experiment.source.as_posix()])
+    assert "| whole/16 | 50.00 (n=1) |" in text and "2026-12-05 (adopted train run)" in text
+
+    other = {**config, "train": {**config["train"], "epochs": 2}}
+    with pytest.raises(HashCondenseError, match=r"differ: \['train', 'train.epochs'\]"):
+        adopt_run(store, whole, 1, other, {"map": 0.9}, "runs/other")
+    dm = next(cell for cell in experiment.cells("cpu") if cell.key == "dm/1/16")
+    with pytest.raises(HashCondenseError, match="condenses a set"):
+        adopt_run(store, dm, 0, config, {"map": 0.9}, "runs/other")

@@ -42,10 +42,11 @@ def _row(experiment: Experiment, store: CellStore, cell: Cell) -> tuple[str, boo
         seconds = f"{run.get('distillation_seconds', 0):.0f}" + (
             f" of {budget:.0f} ({clock})" if budget else ""
         )
-    dates = sorted(
-        json.loads((store.seed_folder(cell, s) / "done.json").read_text())["date"] for s in metrics
-    )
+    done = [json.loads((store.seed_folder(cell, s) / "done.json").read_text()) for s in metrics]
+    dates = sorted(facts["date"] for facts in done)
     date = dates[-1] if dates else "-"
+    if any("adopted_from" in facts for facts in done):
+        date += " (adopted train run)"
     paper_text = f"{paper:.2f}" if paper is not None else "-"
     line = f"| {cell.key} | {_measured(values)} | {paper_text} | {diff} | {steps} | {seconds} | {date} |"
     return line, bool(values)

@@ -18,9 +18,10 @@ from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate import EvalConfig, run_evaluation
 from hashcondense.experiments.spec import Cell, Experiment
 from hashcondense.experiments.store import CellStore, Locked
+from hashcondense.io.atomic import write_json
 from hashcondense.utils.logs import stage
 
-__all__ = ["CellStatus", "plan_cells", "run_experiment"]
+__all__ = ["CellStatus", "adopt_run", "plan_cells", "run_experiment"]
 
 log = logging.getLogger("hashcondense.experiments")
 
@@ -191,3 +192,53 @@ def run_experiment(
             stage("cell %s: %s is being computed by another process; skipped", cell.key, busy)
             outcome.append((cell.key, "skipped: running elsewhere"))
     return outcome
+
+
+def _deciding(values: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation config reduced to what decides its numbers: resolved, without the fields that say
+    where files are or how it was driven, `eval_epochs` (measurements on the way) and `auto_steps` when
+    `epochs` is set (it is then unused)."""
+    from hashcondense.evaluate.pipeline import RESUME_FREE, RESUME_FREE_TRAIN
+
+    resolved = EvalConfig.from_dict({**values, "out": "-"}).as_dict()
+    kept = {k: v for k, v in resolved.items() if k not in RESUME_FREE and k != "train_set"}
+    train = {k: v for k, v in kept.pop("train").items() if k not in RESUME_FREE_TRAIN}
+    if train.get("epochs"):
+        train.pop("auto_steps", None)
+    return {**kept, "train": train}
+
+
+def adopt_run(
+    store: CellStore,
+    cell: Cell,
+    seed: int,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    source: str,
+    date: str | None = None,
+) -> Path:
+    """Put a finished `hashcondense train` run measured outside the store (its config.json "config" and
+    its metrics.json) into `cell`'s seed folder, when its settings are the cell's: a whole-split run
+    of hours is then not repeated for the report. Refuses a run of other settings, naming them.
+    `date`: when the run was measured (default today)."""
+    if cell.condense is not None:
+        raise HashCondenseError(
+            f"cell {cell.key} condenses a set; only a cell that trains on a named set adopts"
+        )
+    wanted = _deciding({**cell.evaluate, "seed": seed})
+    found = _deciding(config)
+    if wanted["train"].get("flip") is None:  # the dataset's default, which the run resolved and recorded
+        wanted["train"]["flip"] = found["train"].get("flip")
+    if wanted != found or config.get("train_set") != cell.evaluate.get("train_set"):
+        differ = sorted(
+            {k for k in wanted if wanted[k] != found.get(k)}
+            | {f"train.{k}" for k in wanted["train"] if wanted["train"][k] != found["train"].get(k)}
+        )
+        raise HashCondenseError(f"{source} was not run with cell {cell.key}'s settings (differ: {differ})")
+    folder = store.seed_folder(cell, seed)
+    with store.locked(folder):
+        write_json(folder / "config.json", {"config": config, "adopted_from": source})
+        write_json(folder / "metrics.json", metrics)
+        facts = {"date": date or _today(), "map": metrics["map"], "adopted_from": source}
+        CellStore.mark_done(folder, facts)
+    return folder
