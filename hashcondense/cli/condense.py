@@ -167,7 +167,7 @@ def run_condense_command(args: argparse.Namespace) -> int:
     counts = dataset.class_counts("train")
     names = list(dataset.class_names)
     check_data_fit(config, dataset.image_size, {class_label(c, names): n for c, n in enumerate(counts)})
-    nproc = _check_nproc(args.nproc)
+    nproc = common.check_nproc(args.nproc)
     if nproc > 1:
         from hashcondense.cli.launch import run_workers
         from hashcondense.condense.method import get_method
@@ -186,19 +186,3 @@ def run_condense_command(args: argparse.Namespace) -> int:
     finally:
         distributed.shutdown()
     return 0
-
-
-def _check_nproc(nproc: int | None) -> int:
-    """--nproc: a whole number >= 1, and not inside processes a launcher already started."""
-    from hashcondense.utils import distributed
-    from hashcondense.utils.checks import is_count
-
-    if nproc is None:
-        return 1
-    if not is_count(nproc, 1):
-        raise HashCondenseError(f"--nproc {nproc} cannot work; use a whole number of processes >= 1")
-    if nproc > 1 and distributed.launched_world_size() > 1:
-        raise HashCondenseError(
-            "--nproc starts its own processes; leave it out under torchrun (or run without torchrun)"
-        )
-    return nproc
