@@ -12,8 +12,8 @@ options take the method's defaults (see `hashcondense.condense.<method>`); the p
 `--time-budget 600`. Mistakes raise `HashCondenseError`, printed as one line by `cli.main`.
 
 Several processes: `torchrun --nproc-per-node N -m hashcondense condense ...` or `--nproc N` (which
-starts them on this machine, `cli.launch`): random, dm and iem shard the classes (README "Several
-processes"); the other methods are refused.
+starts them on this machine, `cli.launch`): every built-in method shards the classes, and dsa and idc
+train their network data-parallel (README "Several processes"); a method that cannot is refused.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--nproc",
         type=int,
         help="run in N processes on this machine (as torchrun --standalone --nproc-per-node N): the "
-        "classes are shared out; random, dm and iem only",
+        "classes are shared out (dsa and idc also train their network data-parallel)",
     )
     return p
 
