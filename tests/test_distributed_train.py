@@ -200,3 +200,46 @@ def test_killed_rank_stops_the_run_in_one_line_and_resume_continues(tmp_path):
     for resumed in (out, tmp_path / "copy"):
         _close(json.loads((resumed / "metrics.json").read_text()), one)
         assert not (resumed / "checkpoint.safetensors").exists()
+
+
+def test_peer_failures_are_told_from_the_work_s_own_errors():
+    from hashcondense.utils.distributed import is_peer_failure
+
+    gloo = (
+        "[../third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:43222: Connection reset"
+    )
+    assert is_peer_failure(RuntimeError(gloo))
+    assert not is_peer_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x8 and 16x16)"))
+    assert not is_peer_failure(ValueError(gloo))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_dead_peer_without_a_launcher_is_one_line_naming_the_survivor(tmp_path):
+    """Processes started by hand (as on two machines whose agents do not stop each other): rank 1
+    killed mid-training -> rank 0 stops with one line (status 3), its checkpoint kept."""
+    out = tmp_path / "run"
+    base = dict(WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    command = _train_command(out)
+    ranks = [
+        subprocess.Popen(
+            command, env=_env(**base, RANK=str(r), LOCAL_RANK=str(r)), stderr=subprocess.PIPE, text=True
+        )
+        for r in (0, 1)
+    ]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "checkpoint.safetensors").exists():
+        time.sleep(0.05)
+    assert (out / "checkpoint.safetensors").exists(), "the run wrote no checkpoint"
+    ranks[1].kill()
+    _, err = ranks[0].communicate(timeout=120)
+    ranks[1].communicate(timeout=30)
+    assert ranks[0].returncode == 3, err
+    assert err.count("\n") == 1 and "rank 0 of 2 lost contact with another process" in err, err
+    assert "--resume" in err and (out / "checkpoint.safetensors").exists()
