@@ -1,8 +1,9 @@
 """Condensation in 2 processes on 127.0.0.1 (gloo): the same set as one process, bit for bit, for
-random, dm and iem; an undistributed method refused; a time budget that stops both ranks together;
-a rank killed mid-run -> one line naming it, and `--resume` (in 2 processes, then in 1) continuing
-to the same set as one uninterrupted process. Tiny digits runs, one thread per process (README
-"Several processes")."""
+random, dm and iem, and within the stated tolerance for dsa and idc (networks trained data-parallel),
+also after a resume mid outer loop; an undistributed method refused; a time budget that stops both
+ranks together; a rank killed mid-run -> one line naming it, and `--resume` (in 2 processes, then in
+1) continuing to the same set as one uninterrupted process. Tiny digits runs, one thread per process
+(README "Several processes")."""
 
 import json
 import os
@@ -20,7 +21,7 @@ from safetensors.torch import load_file
 from hashcondense.condense import CondenseConfig, condense
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distributed_worker import LOOPS, SETTINGS, config  # noqa: E402
+from distributed_worker import GRADIENT, LOOPS, SETTINGS, config  # noqa: E402
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -85,13 +86,54 @@ def test_only_rank_0_writes_the_run_folder(two_process_runs):
     assert not list(out.glob("**/.*.tmp"))
 
 
-def test_undistributed_method_is_refused_in_one_line(two_process_runs):
+# README "Several processes": dsa and idc train their network data-parallel, so 2 processes give one
+# process's set to float rounding of the network updates. Measured: images within 8e-6 (dsa) and 1.2e-7
+# (idc), step losses within 5e-7 relative; the bounds leave room for other machines' kernels.
+IMAGE_TOLERANCE = 1e-4
+LOSS_TOLERANCE = 1e-5  # relative, per step
+
+
+def _close_sets(a: Path, b: Path) -> None:
+    x, y = load_file(a / "synthetic.safetensors"), load_file(b / "synthetic.safetensors")
+    assert x.keys() == y.keys()
+    for name in x:
+        if x[name].is_floating_point():
+            assert torch.allclose(x[name], y[name], rtol=0, atol=IMAGE_TOLERANCE), name
+        else:
+            assert torch.equal(x[name], y[name]), name
+    losses = [[s["loss"] for s in json.loads((r / "history.json").read_text())["steps"]] for r in (a, b)]
+    assert len(losses[0]) == len(losses[1])
+    for p, q in zip(*losses, strict=True):
+        assert abs(p - q) <= LOSS_TOLERANCE * abs(q), (p, q)
+
+
+@pytest.mark.parametrize("method", sorted(GRADIENT))
+def test_gradient_matching_in_two_processes_gives_one_process_set_within_tolerance(
+    tmp_path, two_process_runs, method
+):
     out, _ = two_process_runs
-    summary = json.loads((out / "summary.json").read_text())
-    messages = [rank["dsa"] for rank in summary["ranks"]]
-    assert messages[0] == messages[1]
-    assert "'dsa' does not run in several processes yet" in messages[0] and "\n" not in messages[0]
-    assert not (out / "dsa").exists()
+    condense(config(tmp_path, method))
+    _close_sets(out / method, tmp_path / method)
+    record = json.loads((out / method / "card.json").read_text())["run"]["distributed"]
+    assert record["world_size"] == 2 and record["classes_by_rank"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    if method == "idc":  # stopped after one step (network and momentum checkpointed), resumed in 2
+        summary = json.loads((out / "summary.json").read_text())
+        assert all(rank["idc_first"] == ["time_budget", 1] for rank in summary["ranks"])
+        _close_sets(out / "idc_resumed", tmp_path / method)
+
+
+def test_undistributed_method_is_refused_in_one_line():
+    from hashcondense.condense.methods.random import RandomSelection
+    from hashcondense.condense.setup import check_distributable
+    from hashcondense.errors import HashCondenseError
+
+    class Undistributed(RandomSelection):
+        name = "undistributed"
+        distributed = False
+
+    check_distributable(Undistributed, 1)
+    with pytest.raises(HashCondenseError, match="'undistributed' does not run in several processes yet"):
+        check_distributable(Undistributed, 2)
 
 
 def test_time_budget_stops_every_rank_at_the_same_step(two_process_runs):
@@ -101,15 +143,6 @@ def test_time_budget_stops_every_rank_at_the_same_step(two_process_runs):
     assert stopped0 == stopped1 == "time_budget" and steps0 == steps1 > 0
     card = json.loads((out / "budget" / "card.json").read_text())
     assert card["steps_done"] == steps0
-
-
-def test_nproc_refuses_an_undistributed_method_before_starting(tmp_path):
-    command = [sys.executable, "-m", "hashcondense", "condense", "--dataset", "digits", "--image-size", "16",
-               "--method", "idc", "--ipc", "1", "--nproc", "2", "--out", str(tmp_path / "idc")]  # fmt: skip
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "'idc' does not run in several processes yet" in done.stderr
-    assert not (tmp_path / "idc").exists()
 
 
 def _rank_1_of(marker: str) -> int | None:

@@ -214,6 +214,14 @@ class DSADraw:
         """The same draw with its parameters on `device`."""
         return replace(self, uniforms=self.uniforms.to(device))
 
+    def rows(self, rows: slice) -> DSADraw:
+        """The part of a per-image draw for the images `rows` of its batch (a process's share of a
+        batch: each image keeps the parameters the whole batch's draw gave it)."""
+        if self.shared:
+            return self
+        uniforms = self.uniforms[rows]
+        return replace(self, uniforms=uniforms, batch_size=int(uniforms.shape[0]))
+
 
 class DSA:
     """Differentiable Siamese Augmentation.

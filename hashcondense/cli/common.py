@@ -20,6 +20,7 @@ __all__ = [
     "add_data_options",
     "add_network_options",
     "add_run_options",
+    "check_nproc",
     "check_threads",
     "start_compute",
 ]
@@ -144,3 +145,19 @@ def start_compute(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(int(args.threads))
+
+
+def check_nproc(nproc: int | None) -> int:
+    """--nproc: a whole number >= 1, and not inside processes a launcher already started."""
+    from hashcondense.utils import distributed
+    from hashcondense.utils.checks import is_count
+
+    if nproc is None:
+        return 1
+    if not is_count(nproc, 1):
+        raise HashCondenseError(f"--nproc {nproc} cannot work; use a whole number of processes >= 1")
+    if nproc > 1 and distributed.launched_world_size() > 1:
+        raise HashCondenseError(
+            "--nproc starts its own processes; leave it out under torchrun (or run without torchrun)"
+        )
+    return nproc

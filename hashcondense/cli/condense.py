@@ -12,8 +12,8 @@ options take the method's defaults (see `hashcondense.condense.<method>`); the p
 `--time-budget 600`. Mistakes raise `HashCondenseError`, printed as one line by `cli.main`.
 
 Several processes: `torchrun --nproc-per-node N -m hashcondense condense ...` or `--nproc N` (which
-starts them on this machine, `cli.launch`): random, dm and iem shard the classes (README "Several
-processes"); the other methods are refused.
+starts them on this machine, `cli.launch`): every built-in method shards the classes, and dsa and idc
+train their network data-parallel (README "Several processes"); a method that cannot is refused.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def add_condense_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--nproc",
         type=int,
         help="run in N processes on this machine (as torchrun --standalone --nproc-per-node N): the "
-        "classes are shared out; random, dm and iem only",
+        "classes are shared out (dsa and idc also train their network data-parallel)",
     )
     return p
 
@@ -167,7 +167,7 @@ def run_condense_command(args: argparse.Namespace) -> int:
     counts = dataset.class_counts("train")
     names = list(dataset.class_names)
     check_data_fit(config, dataset.image_size, {class_label(c, names): n for c, n in enumerate(counts)})
-    nproc = _check_nproc(args.nproc)
+    nproc = common.check_nproc(args.nproc)
     if nproc > 1:
         from hashcondense.cli.launch import run_workers
         from hashcondense.condense.method import get_method
@@ -186,19 +186,3 @@ def run_condense_command(args: argparse.Namespace) -> int:
     finally:
         distributed.shutdown()
     return 0
-
-
-def _check_nproc(nproc: int | None) -> int:
-    """--nproc: a whole number >= 1, and not inside processes a launcher already started."""
-    from hashcondense.utils import distributed
-    from hashcondense.utils.checks import is_count
-
-    if nproc is None:
-        return 1
-    if not is_count(nproc, 1):
-        raise HashCondenseError(f"--nproc {nproc} cannot work; use a whole number of processes >= 1")
-    if nproc > 1 and distributed.launched_world_size() > 1:
-        raise HashCondenseError(
-            "--nproc starts its own processes; leave it out under torchrun (or run without torchrun)"
-        )
-    return nproc

@@ -63,7 +63,10 @@ def _where(out: str | None) -> str:
         from hashcondense.io.tensors import load_tensors
 
         _, meta = load_tensors(path, what="checkpoint")
-        at = f"its last complete checkpoint is outer loop {meta.get('outer')}, step {meta.get('inner')}"
+        if "epoch" in meta:  # hashcondense train's
+            at = f"its last complete checkpoint is after epoch {meta.get('epoch')}"
+        else:
+            at = f"its last complete checkpoint is outer loop {meta.get('outer')}, step {meta.get('inner')}"
     except (HashCondenseError, OSError):
         at = "no checkpoint was written yet"
     return f"{out}: {at}; run the same command with --resume to continue"

@@ -12,7 +12,8 @@ Each sub-command lives in its own module (`cli.train`, `cli.condense`, `cli.demo
 commands in `cli.serve`) and sets its handler on the parsed arguments. A user mistake prints one line
 on stderr and exits with status 2 (no traceback).
 
-Under a launcher (torchrun, or `condense --nproc N`, `cli.launch`) only `condense` runs; rank 0 alone
+Under a launcher (torchrun, or `condense` / `train --nproc N`, `cli.launch`) only `condense` and
+`train` run; rank 0 alone
 shows stage lines and prints an error every process raised alike; another rank prints only what
 happened to it alone ("rank 1: ..."), and a lost peer is left to the launcher's report when `--nproc`
 started the processes. SIGTERM (the launcher stopping the others after a failure) ends a worker
@@ -105,7 +106,7 @@ def _console(quiet: bool, prefix: str = "hashcondense: ") -> None:
 
 
 # Commands that run in several processes (the others are refused under a launcher).
-DISTRIBUTED_COMMANDS = ("condense",)
+DISTRIBUTED_COMMANDS = ("condense", "train")
 
 
 def _error_line(exc: HashCondenseError) -> str | None:

@@ -3,6 +3,10 @@
     hashcondense train --dataset D --train-set {whole,random:N,PATH} --hash H --arch A --bits B --out DIR
 
 Writes the run directory of `hashcondense.evaluate.run_evaluation` and prints a one-line summary.
+
+Several processes: `torchrun --nproc-per-node N -m hashcondense train ...` or `--nproc N` (which starts
+them on this machine, `cli.launch`): data-parallel training and sharded encoding (README "Several
+processes").
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--checkpoint-seconds",
         type=float,
         help="save a resumable checkpoint at most this often (default 60; 0 = every epoch)",
+    )
+    run.add_argument(
+        "--nproc",
+        type=int,
+        help="run in N processes on this machine (as torchrun --standalone --nproc-per-node N): "
+        "data-parallel training, each process a share of every batch of --batch-size images, and "
+        "the query and database encoded in shares",
     )
     return p
 
@@ -137,9 +148,20 @@ def run_train_command(args: argparse.Namespace) -> int:
     dataset = load_dataset(  # no torch yet: a missing dataset is answered at once
         config.dataset, config.root, config.download, config.split_seed, config.image_size
     )
+    nproc = common.check_nproc(args.nproc)
+    if nproc > 1:
+        from hashcondense.cli.launch import run_workers
+
+        return run_workers(nproc, list(getattr(args, "argv", [])), out=config.out, threads=args.threads)
     common.start_compute(args)
     from hashcondense.evaluate import run_evaluation
+    from hashcondense.utils import distributed
 
-    metrics = run_evaluation(config, dataset=dataset)
-    print(f"mAP@{metrics['topk']} = {100 * metrics['map']:.2f}% ({metrics['bits']} bits) -> {config.out}")
+    try:
+        metrics = run_evaluation(config, dataset=dataset)
+        if distributed.is_main():
+            summary = f"mAP@{metrics['topk']} = {100 * metrics['map']:.2f}% ({metrics['bits']} bits)"
+            print(f"{summary} -> {config.out}")
+    finally:
+        distributed.shutdown()
     return 0

@@ -244,6 +244,8 @@ class CondenseEngine:
                 what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by the launcher"
                 log.warning("%s (%s); rerun with --resume to continue", what, where, extra=FILE_ONLY)
                 raise
+            finally:
+                plan.method.finish()
 
     def _run(self, plan: RunPlan, wall: float) -> CondenseResult:
         self.shard = plan.context.shard
@@ -455,7 +457,10 @@ class CondenseEngine:
         if not grad_ok:
             raise _Diverged(float("nan"))
         self.opt.step()
-        self.method.after_inner(outer, inner, self.images)
+        stored = self.images
+        if self.method.after_inner_reads_set and distributed.is_active():  # other ranks own the other rows
+            stored = self._gathered(self.images, "gathering the set for the network update")
+        self.method.after_inner(outer, inner, stored)
         return total
 
     def _exchange(self, own: torch.Tensor, grad_ok: bool) -> tuple[torch.Tensor, bool]:

@@ -49,6 +49,15 @@ from a fresh network).
 
 Stored images for net_data "synthetic": the engine hands the updated stored images to `after_inner`,
 which decodes them, as DC trains on the updated set.
+
+Several processes (torchrun, `--nproc`; README "Several processes"): the engine shards the classes, so
+each process matches its own classes on a network that every process holds alike: every process builds
+the same fresh network, sets the same batch-norm statistics, and trains it data-parallel
+(`train.data_parallel`, DistributedDataParallel): every process draws the same global batch, views and
+CutMix from the streams above and takes the gradients of its share of the rows; DDP sums the shares, so
+every process takes one process's SGD step up to float rounding. With net_data "synthetic" the engine
+gathers the stored images of every class first. The set therefore equals one process's to float
+rounding of the network updates, not bit for bit.
 """
 
 from __future__ import annotations
@@ -66,6 +75,8 @@ from hashcondense.condense.synthetic import decode
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import strip_prefix
 from hashcondense.train import NonFiniteLoss, load_network_state, network_state, shuffled_batches, train_step
+from hashcondense.train.data_parallel import DataParallel
+from hashcondense.utils import distributed
 from hashcondense.utils.checks import is_count, is_number
 
 if TYPE_CHECKING:
@@ -144,6 +155,7 @@ class GradientMatching(CondenseMethod):
     """
 
     batch_classes = False
+    distributed = True  # classes sharded; the network trained data-parallel (module docstring)
     options: ClassVar[dict[str, Any]] = {
         "metric": "cos",
         "match_params": "all",
@@ -175,6 +187,8 @@ class GradientMatching(CondenseMethod):
         self.matched: list[list[nn.Parameter]] = []
         self.outer = -1
         self.position = (-1, 0)  # (outer, inner steps done) of the network's state
+        self.parallel: DataParallel | None = None  # several processes: the network's data-parallel updates
+        self.after_inner_reads_set = self.opts["net_data"] == "synthetic"
 
     # ---- options ------------------------------------------------------------------------------------
 
@@ -238,6 +252,11 @@ class GradientMatching(CondenseMethod):
             momentum=float(o["net_momentum"]),
             weight_decay=float(o["net_weight_decay"]),
         )
+        if self.parallel is not None:
+            self.parallel.close()  # the last outer loop's network
+            self.parallel = None
+        if distributed.is_active() and o["net_data"] != "none":
+            self.parallel = DataParallel(self.net, self.hashing, ctx.device)
         self.outer = outer
         if o["early_epochs"]:
             n = ctx.images.shape[0]
@@ -406,14 +425,34 @@ class GradientMatching(CondenseMethod):
             mixed, y, y_b, lam = cutmix(torch.cat(views, dim=1), y, g, beta, prob)
             views = list(mixed.split(x.shape[1], dim=1))
         try:  # IDC's update mixes the two weighted totals: criterion(a) * lam + criterion(b) * (1 - lam)
-            train_step(
-                self.net, hashing, views, y, self.optimizer, mixed_labels=y_b, lam=lam, mix_terms=False
-            )
+            if self.parallel is None:
+                train_step(
+                    self.net, hashing, views, y, self.optimizer, mixed_labels=y_b, lam=lam, mix_terms=False
+                )
+            else:  # the views and CutMix above are the whole batch's: this process trains on its rows
+                rows, count = self.parallel.rows(x.shape[0])
+                self.parallel.step(
+                    [v[rows] for v in views],
+                    y[rows],
+                    self.optimizer,
+                    count=count,
+                    size=x.shape[0],
+                    mixed_labels=y_b[rows],
+                    lam=lam,
+                    mix_terms=False,
+                )
         except NonFiniteLoss as exc:
-            raise HashCondenseError(
+            error = HashCondenseError(
                 f"{self.name}: training the matching network diverged (loss {exc.value}); "
                 f"lower net_lr (now {o['net_lr']})"
-            ) from None
+            )
+            # several processes: every one saw the same global loss
+            raise (error if self.parallel is None else distributed.replicated(error)) from None
+
+    def finish(self) -> None:
+        if self.parallel is not None:
+            self.parallel.close()
+            self.parallel = None
 
     # ---- checkpoints ----------------------------------------------------------------------------------
 

@@ -43,10 +43,12 @@ class-sharded run reproduces a single uninterrupted run.
 
 Several processes (torchrun, `--nproc`): a method with `distributed = True` has its classes sharded
 over the processes (`sharding.py`): `initialize` and `match_losses` see only this process's classes
-(`context.shard.classes`), every process runs `prepare` and `begin_outer` and must get the same network
-from them, and `after_inner` must not change anything that the matching reads (nothing trains a
-network between steps). Methods that cannot promise that (gradient matching trains its network on
-every step) keep the default `distributed = False` and are refused in several processes.
+(`context.shard.classes`), every process runs `prepare`, `begin_outer` and `after_inner` and must hold
+the same network after each of them. A network trained between steps must therefore be trained alike
+everywhere: gradient matching trains it data-parallel (`train.data_parallel`, every process the same
+global batches); a method whose `after_inner` reads the stored images of every class sets
+`after_inner_reads_set` and gets the gathered set. Methods that cannot promise that keep the default
+`distributed = False` and are refused in several processes.
 `ownership()` names what else each rank owns (IEM: its pool members) for the run's records.
 
 Defaults: `default_settings(info)` returns the method's values of the shared loop settings
@@ -104,6 +106,8 @@ class CondenseMethod:
         batch_classes: True when `match_losses` can take several classes at once (embedding matching:
             one forward pass for all); False gives it one class per call (gradient matching).
         distributed: True when the classes can be sharded over several processes (see above).
+        after_inner_reads_set: True when `after_inner` reads the stored images of every class (in
+            several processes the engine then gathers them first).
         options: the method's own settings and their defaults (None = choose in `__init__`).
         presets: named groups of shared loop settings (`CondenseConfig.preset`, e.g. "cpu"); "paper"
             (the defaults) always exists.
@@ -113,6 +117,7 @@ class CondenseMethod:
     optimizes: ClassVar[bool] = True
     batch_classes: ClassVar[bool] = False
     distributed: ClassVar[bool] = False
+    after_inner_reads_set: bool = False
     options: ClassVar[dict[str, Any]] = {}
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -156,6 +161,10 @@ class CondenseMethod:
     def after_inner(self, outer: int, inner: int, stored: torch.Tensor) -> None:
         """After the image update of inner step `inner` (e.g. train the network on real or synthetic
         data); `stored` are the updated stored images (N, C, H, W), normalised, not to be modified."""
+
+    def finish(self) -> None:
+        """After the loop (also when it failed): release what it held (gradient matching: its
+        data-parallel wrapper, which holds the process group)."""
 
     def state_dict(self) -> dict[str, Any]:
         """State that must survive a resume: tensors and JSON-able values (flat dict, str keys)."""

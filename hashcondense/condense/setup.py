@@ -85,7 +85,7 @@ def check_distributable(cls: type[CondenseMethod], world_size: int | None = None
     if size > 1 and not cls.distributed:
         raise HashCondenseError(
             f"condensation method '{cls.name}' does not run in several processes yet (world size {size}); "
-            "run it in one process, without torchrun or --nproc (random, dm and iem run in several)"
+            "run it in one process, without torchrun or --nproc (the built-in methods run in several)"
         )
 
 

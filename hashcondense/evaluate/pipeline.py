@@ -23,6 +23,7 @@ resumes it or removes it. The checkpoint carries a digest of the settings that d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,10 +50,12 @@ from hashcondense.train import (
     TrainCheckpoint,
     build_network,
     encode,
+    encode_in_shards,
     load_network_state,
     network_state,
     train_hashing_network,
 )
+from hashcondense.utils import distributed
 from hashcondense.utils.logs import FILE_ONLY, collect_logs, run_log, stage
 
 __all__ = [
@@ -114,30 +117,40 @@ def evaluate_network(
     topk: int | None = None,
     device: torch.device | str = "cpu",
     show_progress: bool = False,
+    shard: bool = False,
 ) -> dict[str, Any]:
-    """Encode query and database of `dataset` with `net` and compute mAP@K, P@top-M and PR."""
+    """Encode query and database of `dataset` with `net` and compute mAP@K, P@top-M and PR.
+
+    `shard`: every process of the run's process group calls this with the same network; each encodes
+    its share of the chunks (`train.encode_in_shards`: the same codes as one process, bit for bit) and
+    rank 0 measures, sending the metrics to the others."""
     k = dataset.topk if topk is None else topk
     size = len(dataset.database)
     k = size if k is None or k < 0 or k > size else k
+    encoder = encode_in_shards if shard else encode
 
     def chunks(split: str):
         idx = dataset.indices(split)
         return lambda a, b: dataset.normalize(dataset.images[idx[a:b]])
 
-    query_codes = encode(net, chunks("query"), len(dataset.query), device=device)
-    database_codes = encode(
+    query_codes = encoder(net, chunks("query"), len(dataset.query), device=device, desc="encode query")
+    database_codes = encoder(
         net, chunks("database"), size, device=device, show_progress=show_progress, desc="encode database"
     )
-    metrics = evaluate_retrieval(
-        query_codes.numpy(),
-        dataset.labels[dataset.query],
-        database_codes.numpy(),
-        dataset.labels[dataset.database],
-        topk=k,
-        m_values=default_m_values(k),
-    )
-    metrics["bits"] = int(hash_bits)
-    return metrics
+
+    def measure() -> dict[str, Any]:
+        metrics = evaluate_retrieval(
+            query_codes.numpy(),
+            dataset.labels[dataset.query],
+            database_codes.numpy(),
+            dataset.labels[dataset.database],
+            topk=k,
+            m_values=default_m_values(k),
+        )
+        metrics["bits"] = int(hash_bits)
+        return metrics
+
+    return distributed.on_main(measure, "measuring retrieval") if shard else measure()
 
 
 @dataclass
@@ -179,13 +192,28 @@ def _prepare(
         "train_set": train_desc,
         "versions": versions(),
         "device": str(device),
+        "distributed": _distributed_record(config.train.batch_size, images.shape[0]),
     }
     return _Prepared(out, device, dataset, images, labels, train_desc, record)
 
 
+def _distributed_record(batch_size: int, images: int) -> dict[str, Any]:
+    """How the run is shared out over processes (config.json `distributed`, docs/formats.md): the world
+    size, the backend, and the rows of a full global batch that each rank trains on."""
+    size = distributed.world_size()
+    batch = min(batch_size, images)
+    return {
+        "world_size": size,
+        "backend": distributed.backend(),
+        "batch_size": batch,
+        "batch_rows_by_rank": [len(share) for share in distributed.contiguous_shares(batch, size)],
+    }
+
+
 def _checkpoint(config: EvalConfig, run: _Prepared) -> TrainCheckpoint | None:
     path = run.out / CHECKPOINT
-    resume = config.resume and path.exists()
+    # rank 0 decides (the run folder may be on its machine only)
+    resume = config.resume and distributed.on_main(path.exists, "looking for a checkpoint")
     if config.resume and not resume:  # said on the console: there is nothing to continue
         log.warning("--resume: no checkpoint in %s; starting a fresh run", run.out)
     if config.checkpoint_seconds is None:
@@ -197,8 +225,10 @@ def _checkpoint(config: EvalConfig, run: _Prepared) -> TrainCheckpoint | None:
 def _train(config: EvalConfig, run: _Prepared) -> tuple[torch.nn.Module, HashingMethod, list[dict[str, Any]]]:
     """Train the network, measuring mAP at `config.train.eval_epochs` on the way."""
 
+    shard = distributed.is_active()
+
     def on_epoch(epoch: int, net, method) -> dict[str, float]:
-        m = evaluate_network(net, run.dataset, config.bits, topk=config.topk, device=run.device)
+        m = evaluate_network(net, run.dataset, config.bits, topk=config.topk, device=run.device, shard=shard)
         log.info("epoch %d: mAP@%d = %.4f", epoch, m["topk"], m["map"])
         return {"map": m["map"]}
 
@@ -217,6 +247,7 @@ def _train(config: EvalConfig, run: _Prepared) -> tuple[torch.nn.Module, Hashing
         show_progress=config.show_progress,
         checkpoint=_checkpoint(config, run),
         normalization=(run.dataset.mean, run.dataset.std),
+        data_parallel=shard,
     )
 
 
@@ -225,29 +256,30 @@ def run_evaluation(config: EvalConfig, dataset: RetrievalDataset | None = None) 
     already loaded `config.dataset` (else it is loaded here).
 
     Everything that can refuse the run (the config, the data, the training set, an unfinished run in
-    `out`) is checked before the run folder is created, so a refused run leaves nothing behind."""
+    `out`) is checked before the run folder is created, so a refused run leaves nothing behind.
+
+    Under a launcher (torchrun, `hashcondense train --nproc N`) every process calls this with the same
+    config: it joins the run's process group, trains data-parallel (`train.data_parallel`) and encodes
+    in shards; rank 0 alone reads and writes the run folder (README "Several processes")."""
     config.check()
     out = Path(config.out)
-    if (out / CHECKPOINT).exists() and not config.resume:
-        raise HashCondenseError(
-            f"{out} holds an unfinished training run ({CHECKPOINT}); pass --resume to continue it, "
-            "or delete that file (or choose another --out) to start again"
-        )
-    device = resolve_device(config.device)
+    device = distributed.local_device(resolve_device(config.device))  # under a launcher: this rank's GPU
+    distributed.init_from_env(device)  # first, so that every check below is agreed
+    distributed.on_main(lambda: _check_out(config, out), "checking the run folder")
     seed_everything(config.seed)
     started = time.time()
     with collect_logs() as earlier:
-        run = _prepare(config, out, device, dataset)
-    ensure_writable_dir(out)
-    with run_log(out, earlier):
-        write_json(out / "config.json", run.record)
+        run = distributed.agree(lambda: _prepare(config, out, device, dataset), "loading the data")
+    distributed.on_main(lambda: ensure_writable_dir(out), "creating the run folder")
+    # rank 0 alone writes the run folder, its log included
+    with run_log(out, earlier) if distributed.is_main() else contextlib.nullcontext():
+        distributed.on_main(lambda: write_json(out / "config.json", run.record), "writing config.json")
         setup_seconds = time.time() - started  # this invocation's loading, before training starts
         try:
             net, method, history = _train(config, run)
-        except KeyboardInterrupt:
-            log.warning(
-                "interrupted; rerun with --resume to continue from the last checkpoint", extra=FILE_ONLY
-            )
+        except (KeyboardInterrupt, distributed.Stopped) as exc:
+            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by the launcher"
+            log.warning("%s; rerun with --resume to continue from the last checkpoint", what, extra=FILE_ONLY)
             raise
         train_seconds = history[-1]["seconds"]  # summed over resumes, including per-epoch evaluations
         map_per_epoch = [{"epoch": row["epoch"], "map": row["map"]} for row in history if "map" in row]
@@ -258,7 +290,13 @@ def run_evaluation(config: EvalConfig, dataset: RetrievalDataset | None = None) 
             f"{len(run.dataset.database):,}",
         )
         metrics = evaluate_network(
-            net, run.dataset, config.bits, topk=config.topk, device=device, show_progress=config.show_progress
+            net,
+            run.dataset,
+            config.bits,
+            topk=config.topk,
+            device=device,
+            show_progress=config.show_progress,
+            shard=distributed.is_active(),
         )
         encode_seconds = time.time() - t0
         map_per_epoch.append({"epoch": history[-1]["epoch"], "map": metrics["map"]})
@@ -276,6 +314,8 @@ def run_evaluation(config: EvalConfig, dataset: RetrievalDataset | None = None) 
                 "versions": run.record["versions"],
             }
         )
+        if distributed.world_size() > 1:  # absent in one process: its metrics.json stays as it was
+            metrics["world_size"] = distributed.world_size()
         timings = {
             "epochs": history,
             "seconds": {
@@ -293,8 +333,18 @@ def run_evaluation(config: EvalConfig, dataset: RetrievalDataset | None = None) 
             config.hashing,
             config.arch,
         )
-        _write_run(config, run, net, method, metrics, timings)
+        distributed.on_main(
+            lambda: _write_run(config, run, net, method, metrics, timings), "writing the run's files"
+        )
     return metrics
+
+
+def _check_out(config: EvalConfig, out: Path) -> None:
+    if (out / CHECKPOINT).exists() and not config.resume:
+        raise HashCondenseError(
+            f"{out} holds an unfinished training run ({CHECKPOINT}); pass --resume to continue it, "
+            "or delete that file (or choose another --out) to start again"
+        )
 
 
 def _write_run(

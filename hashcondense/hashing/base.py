@@ -10,7 +10,10 @@ e.g. fixed per-class target codes; move it with `.to(device)` and give its param
   `codes` is a list with one (B, hash_bits) tensor per view and `labels` are int64 class indices (B,)
   or a float multi-hot matrix (B, num_classes);
 - weights them: `loss(codes, labels) = sum(loss_weights[k] * terms[k])`; `loss_weights` names exactly
-  the terms that `loss_terms` returns.
+  the terms that `loss_terms` returns;
+- takes each term as a mean over the batch of per-image values (every shipped method does): training
+  over several processes adds up the processes' shares of a batch weighted by their sizes
+  (`train.data_parallel`), which is the whole batch's loss only then.
 Gradient-matching condensation (DSA, IDC) groups terms via `loss_groups()` and takes each group's
 gradients with respect to the parameters `group_parameters(network)` returns for it (same order).
 Retrieval codes are sign(h) of the head's output.

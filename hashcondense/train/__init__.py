@@ -16,13 +16,16 @@ _EXPORTS = {
     "VIEWS": "config",
     "TrainConfig": "config",
     "build_network": "network",
+    "ENCODE_BATCH": "network",
     "encode": "network",
+    "encode_in_shards": "network",
     "load_network_state": "network",
     "network_state": "network",
     "lr_factor": "optim",
     "make_optimizer": "optim",
     "parameter_groups": "optim",
     "NonFiniteLoss": "step",
+    "batch_loss": "step",
     "shuffled_batches": "step",
     "train_step": "step",
     "train_hashing_network": "trainer",
@@ -30,14 +33,17 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 __all__ = [
+    "ENCODE_BATCH",
     "NonFiniteLoss",
     "OPTIMIZERS",
     "SCHEDULES",
     "TrainCheckpoint",
     "TrainConfig",
     "VIEWS",
+    "batch_loss",
     "build_network",
     "encode",
+    "encode_in_shards",
     "load_network_state",
     "lr_factor",
     "make_optimizer",
@@ -52,8 +58,15 @@ __all__ = [
 if TYPE_CHECKING:
     from hashcondense.train.checkpoint import TrainCheckpoint
     from hashcondense.train.config import OPTIMIZERS, SCHEDULES, VIEWS, TrainConfig
-    from hashcondense.train.network import build_network, encode, load_network_state, network_state
+    from hashcondense.train.network import (
+        ENCODE_BATCH,
+        build_network,
+        encode,
+        encode_in_shards,
+        load_network_state,
+        network_state,
+    )
     from hashcondense.train.optim import lr_factor, make_optimizer, parameter_groups
-    from hashcondense.train.step import NonFiniteLoss, shuffled_batches, train_step
+    from hashcondense.train.step import NonFiniteLoss, batch_loss, shuffled_batches, train_step
     from hashcondense.train.trainer import train_hashing_network
     from hashcondense.train.views import training_views

@@ -23,6 +23,7 @@ from hashcondense.train.network import load_network_state, network_state
 __all__ = ["CHECKPOINT_FORMAT", "TrainCheckpoint"]
 
 CHECKPOINT_FORMAT = "hashcondense-train-checkpoint/1"
+_FIX = "delete it to start again, or choose another --out"
 
 
 @dataclass
@@ -63,19 +64,37 @@ class TrainCheckpoint:
         generators: dict[str, torch.Generator],
     ) -> dict[str, Any]:
         """Restore the saved state in place; returns the metadata (epoch, step, history, ...)."""
+        tensors, meta = self.read()
+        return self.restore(tensors, meta, net, method, optimiser, generators)
+
+    def read(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The file's tensors and metadata, checked to be a training checkpoint of these settings."""
         path = Path(self.path)
-        fix = "delete it to start again, or choose another --out"
         try:
             tensors, meta = load_tensors(path, what="training checkpoint")
         except HashCondenseError as exc:
-            raise HashCondenseError(f"{exc}; {fix}") from None
+            raise HashCondenseError(f"{exc}; {_FIX}") from None
         if meta.get("format") != CHECKPOINT_FORMAT:
-            raise HashCondenseError(f"{path} is not a hashcondense training checkpoint; {fix}")
+            raise HashCondenseError(f"{path} is not a hashcondense training checkpoint; {_FIX}")
         if meta.get("key") != self.key:
             raise HashCondenseError(
                 f"training checkpoint {path} was made with other settings; resume with the same "
-                f"settings (only --device, --threads, --quiet and --eval-epochs may change), or {fix}"
+                f"settings (only --device, --threads, --quiet, --eval-epochs and the number of processes "
+                f"may change), or {_FIX}"
             )
+        return tensors, meta
+
+    def restore(
+        self,
+        tensors: dict[str, torch.Tensor],
+        meta: dict[str, Any],
+        net: nn.Module,
+        method: HashingMethod,
+        optimiser: torch.optim.Optimizer,
+        generators: dict[str, torch.Generator],
+    ) -> dict[str, Any]:
+        """Put what `read` returned into the network, method, optimiser and generators; returns `meta`."""
+        path, fix = Path(self.path), _FIX
         opt_state: dict[int, dict[str, torch.Tensor]] = {}
         for name, value in tensors.items():
             if name.startswith("optim."):

@@ -14,7 +14,17 @@ from hashcondense.io.tensors import strip_prefix
 from hashcondense.models import HashingNetwork, create_model
 from hashcondense.utils.progress import progress
 
-__all__ = ["build_network", "encode", "load_network_state", "network_state"]
+__all__ = [
+    "ENCODE_BATCH",
+    "build_network",
+    "encode",
+    "encode_in_shards",
+    "load_network_state",
+    "network_state",
+]
+
+# images per forward pass when encoding (and the unit a split is shared out in over processes)
+ENCODE_BATCH = 1000
 
 
 def build_network(
@@ -56,7 +66,7 @@ def encode(
     images: torch.Tensor | Callable[[int, int], torch.Tensor],
     count: int | None = None,
     *,
-    batch_size: int = 1000,
+    batch_size: int = ENCODE_BATCH,
     device: torch.device | str = "cpu",
     show_progress: bool = False,
     desc: str = "encode",
@@ -78,3 +88,48 @@ def encode(
             h = net(chunk.to(device, non_blocking=True))
             out.append(torch.where(h >= 0, 1, -1).to(torch.int8).cpu())
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int8)
+
+
+def encode_in_shards(
+    net: nn.Module,
+    images: Callable[[int, int], torch.Tensor],
+    count: int,
+    *,
+    batch_size: int = ENCODE_BATCH,
+    device: torch.device | str = "cpu",
+    show_progress: bool = False,
+    desc: str = "encode",
+) -> torch.Tensor:
+    """`encode(net, images, count)` shared out over the run's processes (every process calls it with the
+    same network): process r encodes a consecutive run of the `batch_size`-image chunks, and every
+    process gets all the codes, in order. The chunks are the ones one process encodes, batch for batch,
+    so the codes are the same bits as one process's. Without a process group: `encode`."""
+    from hashcondense.utils import distributed
+
+    if not distributed.is_active() or count == 0:
+        return encode(
+            net, images, count, batch_size=batch_size, device=device, show_progress=show_progress, desc=desc
+        )
+    chunks = distributed.contiguous_shares(-(-count // batch_size), distributed.world_size())
+    rows = [(c[0] * batch_size, min(count, (c[-1] + 1) * batch_size)) if c else (0, 0) for c in chunks]
+    start, stop = rows[distributed.rank()]
+    mine = encode(
+        net,
+        lambda a, b: images(start + a, start + b),
+        stop - start,
+        batch_size=batch_size,
+        device=device,
+        show_progress=show_progress and distributed.is_main(),
+        desc=desc,
+    )
+    if mine.numel() == 0:  # no chunk for this process: a (0, bits) block of the right width
+        bits = _code_width(net, images, device)
+        mine = torch.empty(0, bits, dtype=torch.int8)
+    return distributed.all_gather_rows(mine, f"gathering the {desc} codes", [b - a for a, b in rows])
+
+
+def _code_width(
+    net: nn.Module, images: Callable[[int, int], torch.Tensor], device: torch.device | str
+) -> int:
+    with torch.inference_mode():
+        return int(net(images(0, 1).to(device)).shape[1])

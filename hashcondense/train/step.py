@@ -14,7 +14,7 @@ from torch import nn
 from hashcondense.augment import cutmix_loss
 from hashcondense.hashing import HashingMethod
 
-__all__ = ["NonFiniteLoss", "shuffled_batches", "train_step"]
+__all__ = ["NonFiniteLoss", "batch_loss", "shuffled_batches", "train_step"]
 
 
 class NonFiniteLoss(Exception):
@@ -43,6 +43,30 @@ def train_step(
     weighted totals are mixed (IDC's update: criterion(a) * lam + criterion(b) * (1 - lam)).
     Raises `NonFiniteLoss` before any parameter changes.
     """
+    loss, terms = batch_loss(
+        net, method, views, labels, mixed_labels=mixed_labels, lam=lam, mix_terms=mix_terms
+    )
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(float(loss.detach()))
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss, terms
+
+
+def batch_loss(
+    net: nn.Module,
+    method: HashingMethod,
+    views: list[torch.Tensor],
+    labels: torch.Tensor,
+    *,
+    mixed_labels: torch.Tensor | None = None,
+    lam: float = 1.0,
+    mix_terms: bool = True,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`method`'s weighted loss and its terms on `views` of one batch, as `train_step` minimises them
+    (one forward pass of every view; CutMix as there). Every shipped method's terms are means over the
+    batch of per-image values, which data-parallel training relies on (`train.data_parallel`)."""
     codes = list(net(torch.cat(views)).split(views[0].shape[0]))
     terms = method.loss_terms(codes, labels)
     if lam < 1.0:
@@ -55,11 +79,6 @@ def train_step(
             loss = cutmix_loss(method.combine(terms), method.combine(other), lam)
     else:
         loss = method.combine(terms)
-    if not torch.isfinite(loss):
-        raise NonFiniteLoss(float(loss.detach()))
-    optimiser.zero_grad(set_to_none=True)
-    loss.backward()
-    optimiser.step()
     return loss, terms
 
 

@@ -15,6 +15,7 @@ Long runs (the whole CIFAR-10 train split for hundreds of epochs is hours on a C
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -31,10 +32,12 @@ from hashcondense.models import HashingNetwork
 from hashcondense.runtime import generator
 from hashcondense.train.checkpoint import TrainCheckpoint
 from hashcondense.train.config import TrainConfig
+from hashcondense.train.data_parallel import DataParallel, has_batch_norm
 from hashcondense.train.network import build_network
 from hashcondense.train.optim import make_optimizer, parameter_groups, set_learning_rate
 from hashcondense.train.step import NonFiniteLoss, train_step
-from hashcondense.train.views import View, training_views
+from hashcondense.train.views import View, training_views, view_rows
+from hashcondense.utils import distributed
 from hashcondense.utils.progress import progress
 
 __all__ = ["EpochHook", "train_hashing_network"]
@@ -59,6 +62,7 @@ class _Run:
     batch: int
     epochs: int
     step: int = 0
+    parallel: DataParallel | None = None  # data-parallel over the run's processes
 
     @property
     def steps_per_epoch(self) -> int:
@@ -80,10 +84,12 @@ class _Run:
             try:
                 loss, terms = self._step(self.images[idx], self.labels[idx])
             except NonFiniteLoss as exc:
-                raise HashCondenseError(
+                error = HashCondenseError(
                     f"training diverged: the loss became {exc.value} at epoch {epoch}; lower --lr "
                     f"(now {self.config.lr}) or check the training images for NaN"
-                ) from None
+                )
+                # data-parallel: every process saw the same global loss
+                raise (error if self.parallel is None else distributed.replicated(error)) from None
             loss_sum += float(loss.detach())
             for k, v in terms.items():
                 term_sums[k] = term_sums.get(k, 0.0) + float(v.detach())
@@ -91,6 +97,8 @@ class _Run:
         return {"epoch": epoch, "loss": loss_sum / n, **{f"loss_{k}": v / n for k, v in term_sums.items()}}
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.parallel is not None:
+            return self._parallel_step(x, y, self.parallel)
         c, g = self.config, self.generators["augment"]
         y_mixed, lam = y, 1.0
         if c.cutmix_prob > 0:
@@ -102,6 +110,36 @@ class _Run:
             views = [strong(x, g)] if c.augment else [x]
         set_learning_rate(self.optimiser, c, self.step, self.total)
         result = train_step(self.net, self.method, views, y, self.optimiser, mixed_labels=y_mixed, lam=lam)
+        self.step += 1
+        return result
+
+    def _parallel_step(
+        self, x: torch.Tensor, y: torch.Tensor, parallel: DataParallel
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`_step` over the run's processes: every process draws what one process draws for the whole
+        global batch `x` (CutMix, the views' parameters), and trains on its share of the rows."""
+        c, g = self.config, self.generators["augment"]
+        y_mixed, lam = y, 1.0
+        if c.cutmix_prob > 0:  # on the whole batch: a pasted box may come from another process's rows
+            x, y, y_mixed, lam = cutmix(x, y, g, beta=c.cutmix_beta, prob=c.cutmix_prob)
+        rows, count = parallel.rows(x.shape[0])
+        weak, strong = self.views
+        if self.method.num_views == 2:
+            views = (
+                [view_rows(weak, x, g, rows), view_rows(strong, x, g, rows)] if c.augment else [x[rows]] * 2
+            )
+        else:
+            views = [view_rows(strong, x, g, rows)] if c.augment else [x[rows]]
+        set_learning_rate(self.optimiser, c, self.step, self.total)
+        result = parallel.step(
+            views,
+            y[rows],
+            self.optimiser,
+            count=count,
+            size=x.shape[0],
+            mixed_labels=y_mixed[rows],
+            lam=lam,
+        )
         self.step += 1
         return result
 
@@ -136,14 +174,29 @@ def _start(
     )
 
 
-def _resume(run: _Run, checkpoint: TrainCheckpoint | None) -> tuple[list[dict[str, Any]], int, float]:
-    """(history, first epoch to train, seconds already spent): from the checkpoint when resuming."""
+def _resume(
+    run: _Run, checkpoint: TrainCheckpoint | None, data_parallel: bool
+) -> tuple[list[dict[str, Any]], int, float]:
+    """(history, first epoch to train, seconds already spent): from the checkpoint when resuming.
+    Data-parallel: rank 0 reads the file (the run folder may be on its machine only) and sends it to
+    the others, which restore the same state."""
     if checkpoint is None or not checkpoint.resume:
         return [], 1, 0.0
-    meta = checkpoint.load(run.net, run.method, run.optimiser, run.generators)
+    if data_parallel:
+        tensors, meta = distributed.on_main(checkpoint.read, "reading the checkpoint")
+        distributed.agree(
+            lambda: checkpoint.restore(tensors, meta, run.net, run.method, run.optimiser, run.generators),
+            "restoring the checkpoint",
+        )
+    else:
+        meta = checkpoint.load(run.net, run.method, run.optimiser, run.generators)
     run.step = int(meta["step"])
     log.info("resumed from %s after epoch %d/%d", checkpoint.path, int(meta["epoch"]), run.epochs)
     return list(meta["history"]), int(meta["epoch"]) + 1, float(meta["seconds"])
+
+
+def _save(checkpoint: TrainCheckpoint, run: _Run, meta: dict[str, Any]) -> None:
+    checkpoint.save(run.net, run.method, run.optimiser, run.generators, meta)
 
 
 def train_hashing_network(
@@ -163,6 +216,7 @@ def train_hashing_network(
     show_progress: bool = True,
     checkpoint: TrainCheckpoint | None = None,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    data_parallel: bool = False,
 ) -> tuple[HashingNetwork, HashingMethod, list[dict[str, Any]]]:
     """Train a fresh network + hashing method on normalised `images` (N, C, H, W) and `labels` (N,).
 
@@ -172,6 +226,10 @@ def train_hashing_network(
     With `checkpoint`, the state is saved as described in the module docstring, and with
     `checkpoint.resume` training continues from the saved epoch (all epochs done: no training step).
     `normalization` = the (mean, std) that normalised `images`; needed by `config.views == "jitter"`.
+    `data_parallel`: every process of the run's process group calls this with the same arguments, and
+    each trains on its share of every global batch (`train.data_parallel`); rank 0 alone writes the
+    checkpoint, and `on_epoch` runs on every process. Without a process group of several processes
+    it changes nothing.
     """
     config.check()
     device = torch.device(device)
@@ -182,27 +240,68 @@ def train_hashing_network(
         kwargs = dict(hashing_kwargs or {})
         hashing = create_hashing(hashing, num_classes=num_classes, hash_bits=hash_bits, **kwargs)
     run = _start(images, labels, hashing, config, seed, device, arch, dict(arch_kwargs or {}), normalization)
-    history, first_epoch, seconds_before = _resume(run, checkpoint)
+    data_parallel = data_parallel and distributed.is_active()
+    history, first_epoch, seconds_before = _resume(run, checkpoint, data_parallel)
+    if data_parallel:
+        if has_batch_norm(run.net) and distributed.is_main():
+            log.warning(
+                "%s has batch normalisation: each of the %d processes normalises its share of a batch "
+                "with the share's statistics, so the result differs from one process by more than "
+                "rounding (README 'Several processes')",
+                arch,
+                distributed.world_size(),
+            )
+        run.parallel = DataParallel(run.net, run.method, device)
+    try:
+        _epochs(run, history, first_epoch, seconds_before, checkpoint, on_epoch, show_progress)
+    finally:
+        if run.parallel is not None:
+            run.parallel.close()
+            run.parallel = None
+    run.net.eval()
+    run.method.eval()
+    return run.net, run.method, history
+
+
+def _epochs(
+    run: _Run,
+    history: list[dict[str, Any]],
+    first_epoch: int,
+    seconds_before: float,
+    checkpoint: TrainCheckpoint | None,
+    on_epoch: EpochHook | None,
+    show_progress: bool,
+) -> None:
+    """Train the epochs `first_epoch`..`run.epochs`, appending their rows to `history`."""
+    config = run.config
     eval_epochs = {e for e in config.eval_epochs if 0 < e < run.epochs}
-    bar = progress(range(first_epoch, run.epochs + 1), desc="train", disable=not show_progress, unit="epoch")
+    quiet = not show_progress or not distributed.is_main()
+    bar = progress(range(first_epoch, run.epochs + 1), desc="train", disable=quiet, unit="epoch")
     start, last_save = time.perf_counter() - seconds_before, time.perf_counter()
     for epoch in bar:
         row = run.epoch(epoch)
-        row["seconds"] = time.perf_counter() - start
+        if run.parallel is not None:
+            run.parallel.sync_buffers()  # every process encodes with (and rank 0 saves) the same network
+            # rank 0's clock: the history is the same on every process
+            row["seconds"] = distributed.broadcast_float(time.perf_counter() - start, "agreeing on the time")
+        else:
+            row["seconds"] = time.perf_counter() - start
         if on_epoch is not None and epoch in eval_epochs:
             run.net.eval()
             run.method.eval()
             row.update(on_epoch(epoch, run.net, run.method) or {})
         history.append(row)
         log.info("epoch %d/%d loss %.4f (%.0f s)", epoch, run.epochs, row["loss"], row["seconds"])
-        if checkpoint is not None and (
+        due = checkpoint is not None and (
             epoch == run.epochs or time.perf_counter() - last_save >= checkpoint.every_seconds
-        ):
+        )
+        if run.parallel is not None and checkpoint is not None:
+            due = distributed.broadcast_object(due, "deciding on a checkpoint")  # rank 0's clock decides
+        if due:
+            assert checkpoint is not None
             meta = {"epoch": epoch, "step": run.step, "history": history, "seconds": row["seconds"]}
-            checkpoint.save(run.net, run.method, run.optimiser, run.generators, meta)
+            # rank 0 alone writes; a failure stops every process
+            distributed.on_main(functools.partial(_save, checkpoint, run, meta), "writing the checkpoint")
             last_save = time.perf_counter()
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{row['loss']:.4f}")
-    run.net.eval()
-    run.method.eval()
-    return run.net, run.method, history

@@ -9,7 +9,7 @@ import torch
 from hashcondense.augment import DSA, DSA_STRATEGY, JitterAugment, strong_augment, weak_augment
 from hashcondense.errors import HashCondenseError
 
-__all__ = ["View", "training_views"]
+__all__ = ["View", "training_views", "view_rows"]
 
 View = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -36,3 +36,16 @@ def training_views(
         return weak_augment(), strong_augment()
     strategy = "_".join(g for g in DSA_STRATEGY.split("_") if g != "flip")
     return DSA("crop", mode="all"), DSA(strategy, mode="all")
+
+
+def view_rows(view: View, x: torch.Tensor, generator: torch.Generator, rows: slice) -> torch.Tensor:
+    """`view(x, generator)[rows]`, with the same random draws from `generator` (one process's share of
+    a batch in data-parallel training: the draws stay tied to the batch and its images, not to the
+    process). A DSA view transforms only `rows`, with their part of the whole batch's draw; another
+    view transforms the whole batch and keeps `rows`."""
+    if isinstance(view, DSA):
+        if view.is_identity:
+            return x[rows]
+        draw = view.sample(x.shape[0], generator)
+        return view.apply(x[rows], draw.rows(rows))
+    return view(x, generator)[rows]

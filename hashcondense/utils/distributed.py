@@ -36,15 +36,20 @@ __all__ = [
     "agree",
     "all_gather_objects",
     "all_gather_rows",
+    "all_reduce_sum",
     "backend",
     "barrier",
     "broadcast_float",
     "broadcast_object",
+    "broadcast_tensors_",
+    "collective",
     "contiguous_shares",
     "init_from_env",
     "is_active",
     "is_replicated",
     "is_main",
+    "guard_peers",
+    "is_peer_failure",
     "launched_by_hashcondense",
     "launched_rank",
     "launched_world_size",
@@ -213,6 +218,9 @@ def shutdown() -> None:
     """End the process group this module started (nothing otherwise)."""
     dist = _dist()
     if _state["started_here"] and dist.is_initialized():
+        import gc
+
+        gc.collect()  # first the objects that still hold the group (a DDP reducer in a reference cycle)
         dist.destroy_process_group()
     _state.update(backend=None, cpu_group=None, started_here=False)
 
@@ -225,21 +233,52 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:160]
 
 
-def _collective(what: str, call: Callable[[], T]) -> T:
+def _lost_peer(what: str, exc: BaseException) -> LostPeer:
+    return LostPeer(
+        f"rank {rank()} of {world_size()} lost contact with another process of the run while "
+        f"{what} ({_first_line(exc)}); the run stopped; the launcher's report names the process that "
+        "failed; run the same command with --resume to continue from the last checkpoint"
+    )
+
+
+def collective(what: str, call: Callable[[], T]) -> T:
     """Run a collective; a failure (a peer died or raised) becomes a one-line `LostPeer`."""
     try:
         return call()
     except RuntimeError as exc:  # torch.distributed.DistBackendError is a RuntimeError
-        raise LostPeer(
-            f"rank {rank()} of {world_size()} lost contact with another process of the run while "
-            f"{what} ({_first_line(exc)}); the run stopped; the launcher's report names the process that "
-            "failed; run the same command with --resume to continue from the last checkpoint"
-        ) from None
+        raise _lost_peer(what, exc) from None
+
+
+# What the transports say when the other end of a connection is gone (gloo: "[.../gloo/transport/tcp/
+# pair.cc:537] Read error ...: Connection reset by peer"; nccl: "NCCL communicator was aborted").
+_PEER_FAILURE_MARKS = ("gloo", "nccl", "connection", "ProcessGroup", "closed by peer", "timed out")
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether `exc`, raised by work that contains collectives among other things (a
+    DistributedDataParallel forward and backward), came from the process group rather than from the
+    work itself: a `torch.distributed.DistError`, or a RuntimeError naming the transport."""
+    dist = _dist()
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(mark.lower() in text.lower() for mark in _PEER_FAILURE_MARKS)
+
+
+def guard_peers(what: str, call: Callable[[], T]) -> T:
+    """`call()`, whose collectives are inside it (DistributedDataParallel): a failure of the process
+    group becomes a one-line `LostPeer`; any other error is raised as it is."""
+    try:
+        return call()
+    except RuntimeError as exc:
+        if is_active() and is_peer_failure(exc):
+            raise _lost_peer(what, exc) from None
+        raise
 
 
 def barrier(what: str = "waiting for the other processes") -> None:
     if is_active():
-        _collective(what, lambda: _dist().barrier(group=_state["cpu_group"]))
+        collective(what, lambda: _dist().barrier(group=_state["cpu_group"]))
 
 
 def broadcast_object(obj: T, what: str, src: int = 0) -> T:
@@ -247,7 +286,7 @@ def broadcast_object(obj: T, what: str, src: int = 0) -> T:
     if not is_active():
         return obj
     box = [obj]
-    _collective(what, lambda: _dist().broadcast_object_list(box, src=src, group=_state["cpu_group"]))
+    collective(what, lambda: _dist().broadcast_object_list(box, src=src, group=_state["cpu_group"]))
     return box[0]
 
 
@@ -256,7 +295,7 @@ def all_gather_objects(obj: T, what: str) -> list[T]:
     if not is_active():
         return [obj]
     out: list[Any] = [None] * world_size()
-    _collective(what, lambda: _dist().all_gather_object(out, obj, group=_state["cpu_group"]))
+    collective(what, lambda: _dist().all_gather_object(out, obj, group=_state["cpu_group"]))
     return out
 
 
@@ -275,8 +314,29 @@ def all_gather_rows(block: torch.Tensor, what: str, counts: list[int] | None = N
     padded = local.new_zeros((max(counts), *local.shape[1:]))
     padded[: local.shape[0]] = local
     parts = [torch.empty_like(padded) for _ in counts]
-    _collective(what, lambda: dist.all_gather(parts, padded, group=_state["cpu_group"]))
+    collective(what, lambda: dist.all_gather(parts, padded, group=_state["cpu_group"]))
     return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)]).to(block.device)
+
+
+def all_reduce_sum(tensor: torch.Tensor, what: str) -> torch.Tensor:
+    """The element-wise sum of every rank's `tensor` (same shape everywhere), on every rank; a new
+    tensor on `tensor`'s device (the default group: gloo for CPU tensors, nccl for CUDA ones). Every
+    rank gets the same bits."""
+    if not is_active():
+        return tensor
+    total = tensor.detach().clone()
+    collective(what, lambda: _dist().all_reduce(total))
+    return total
+
+
+def broadcast_tensors_(tensors: list[torch.Tensor], what: str, src: int = 0) -> None:
+    """Overwrite every rank's `tensors` (in place, same shapes and order everywhere) with rank `src`'s,
+    on their own device (the default group)."""
+    if not is_active():
+        return
+    dist = _dist()
+    for tensor in tensors:
+        collective(what, lambda t=tensor: dist.broadcast(t, src=src))
 
 
 def broadcast_float(value: float, what: str, src: int = 0) -> float:
@@ -286,7 +346,7 @@ def broadcast_float(value: float, what: str, src: int = 0) -> float:
     import torch
 
     box = torch.tensor([value], dtype=torch.float64)
-    _collective(what, lambda: _dist().broadcast(box, src=src, group=_state["cpu_group"]))
+    collective(what, lambda: _dist().broadcast(box, src=src, group=_state["cpu_group"]))
     return float(box[0])
 
 
