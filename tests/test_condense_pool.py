@@ -74,6 +74,15 @@ def test_pool_is_cached_and_reused(tmp_path):
     assert other.folder != first.folder
 
 
+def test_the_same_member_trains_into_the_same_bytes(tmp_path):
+    """A member file holds no timings, so a pool trained again (another machine, another day) is
+    byte-identical, not only equal in its tensors."""
+    first, second = make_pool(tmp_path / "a"), make_pool(tmp_path / "b")
+    first.ensure(1)
+    second.ensure(1)
+    assert first.member_path(0).read_bytes() == second.member_path(0).read_bytes()
+
+
 def test_corrupt_member_is_retrained(tmp_path):
     pool = make_pool(tmp_path)
     pool.ensure(1)

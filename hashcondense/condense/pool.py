@@ -221,8 +221,9 @@ class ModelPool:
                 "key": _jsonable(self.key),
                 "member": k,
                 "seed": seed,
-                "history": history,
-                "seconds": seconds,
+                # no timings: the same member trains into the same bytes (they are in log.txt and the
+                # run's card.json, pool_train_seconds)
+                "history": [{n: v for n, v in row.items() if n != "seconds"} for row in history],
             },
         )
         log.info(
