@@ -159,21 +159,12 @@ def _rank_1_of(marker: str) -> int | None:
     return None
 
 
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker through /proc")
-def test_killed_rank_stops_the_run_in_one_line_and_resume_continues(tmp_path):
-    out = tmp_path / "run"
+def kill_rank_1_at_first_checkpoint(command: list[str], out: Path) -> tuple[int, int, str]:
+    """Run `command` (with --nproc 2), SIGKILL its rank 1 once `out` holds a checkpoint; returns
+    (the killed pid, the launcher's exit status, its stderr). Shared by the train tests."""
     marker = f"HASHCONDENSE_TEST_RUN={uuid.uuid4().hex}"
     name, value = marker.split("=")
-    (tmp_path / "cfg.json").write_text(
-        json.dumps({k: v for k, v in SETTINGS.items() if k != "show_progress"})
-    )
-    command = [
-        sys.executable, "-m", "hashcondense", "condense", "--config", str(tmp_path / "cfg.json"),
-        "--method", "dm", "--checkpoint-every", "10", "--quiet", "--nproc", "2", "--out", str(out),
-    ]  # fmt: skip
-    run = subprocess.Popen(
-        [*command, "--outer-loops", "1000000"], env=_env(**{name: value}), stderr=subprocess.PIPE, text=True
-    )
+    run = subprocess.Popen(command, env=_env(**{name: value}), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     victim = None
     while time.monotonic() < deadline and run.poll() is None:
@@ -181,12 +172,26 @@ def test_killed_rank_stops_the_run_in_one_line_and_resume_continues(tmp_path):
             victim = _rank_1_of(marker)
             if victim:
                 break
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert victim, "the run wrote no checkpoint"
     os.kill(victim, signal.SIGKILL)
     _, err = run.communicate(timeout=120)
-    assert run.returncode == 1
     assert err.count("\n") == 1, err
+    return victim, run.returncode, err
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker through /proc")
+def test_killed_rank_stops_the_run_in_one_line_and_resume_continues(tmp_path):
+    out = tmp_path / "run"
+    (tmp_path / "cfg.json").write_text(
+        json.dumps({k: v for k, v in SETTINGS.items() if k != "show_progress"})
+    )
+    command = [
+        sys.executable, "-m", "hashcondense", "condense", "--config", str(tmp_path / "cfg.json"),
+        "--method", "dm", "--checkpoint-every", "10", "--quiet", "--nproc", "2", "--out", str(out),
+    ]  # fmt: skip
+    victim, code, err = kill_rank_1_at_first_checkpoint([*command, "--outer-loops", "1000000"], out)
+    assert code == 1
     assert f"rank 1 (pid {victim}) was killed by SIGKILL" in err and "--resume" in err
     assert not (out / "synthetic.safetensors").exists() and not list(out.glob(".*.tmp"))
     kept = json.loads(_meta(out / "checkpoint.safetensors"))

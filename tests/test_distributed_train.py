@@ -5,9 +5,7 @@ line, and a rank killed mid-run -> one line naming it, then `--resume` (in 2 pro
 continuing it. Tiny digits runs, one thread per process."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +22,7 @@ from hashcondense.train import encode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from distributed_train_worker import ENCODE_CHUNK, RUNS, SETTINGS, config  # noqa: E402
-from test_distributed import _env, _rank_1_of  # noqa: E402
+from test_distributed import _env, kill_rank_1_at_first_checkpoint  # noqa: E402
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -161,25 +159,9 @@ def test_other_commands_are_still_refused_under_a_launcher(tmp_path):
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker through /proc")
 def test_killed_rank_stops_the_run_in_one_line_and_resume_continues(tmp_path):
     out = tmp_path / "run"
-    marker = f"HASHCONDENSE_TEST_RUN={uuid.uuid4().hex}"
-    name, value = marker.split("=")
     command = _train_command(out)
-    run = subprocess.Popen(
-        [*command, "--nproc", "2"], env=_env(**{name: value}), stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 120
-    victim = None
-    while time.monotonic() < deadline and run.poll() is None:
-        if (out / "checkpoint.safetensors").exists():
-            victim = _rank_1_of(marker)
-            if victim:
-                break
-        time.sleep(0.05)
-    assert victim, "the run wrote no checkpoint"
-    os.kill(victim, signal.SIGKILL)
-    _, err = run.communicate(timeout=120)
-    assert run.returncode == 1, err
-    assert err.count("\n") == 1, err
+    victim, code, err = kill_rank_1_at_first_checkpoint([*command, "--nproc", "2"], out)
+    assert code == 1, err
     assert f"rank 1 (pid {victim}) was killed by SIGKILL" in err
     assert "its last complete checkpoint is after epoch" in err and "--resume" in err
     assert not (out / "metrics.json").exists() and not list(out.glob(".*.tmp"))
