@@ -33,3 +33,20 @@ def test_grids_stay_legible_with_many_decoded_images(tmp_path):
     assert decoded.size[0] < 1600 and stored.size[0] < 1000
     cells_wide = (decoded.size[0] - 1.2 * 110) / 20  # 20 decoded images shown per class
     assert cells_wide > 50  # pixels per 16 px image: magnified, not shrunk
+
+
+def test_precision_at_m_curves_run_in_numeric_order_as_metrics_json_reads_back(tmp_path, monkeypatch):
+    """metrics.json keeps P@M's keys as text, in text order ("10" before "5"): the curve must not zigzag."""
+    from hashcondense.evaluate import plots
+    from hashcondense.utils import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: drawn.append(fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig))
+    metrics = {
+        "pr": {"recall": [0.1, 0.5], "precision": [0.9, 0.5]},
+        "precision_at_m": {"10": 0.5, "100": 0.4, "5": 0.6},
+    }
+    plots.plot_curves({"iem": metrics}, tmp_path)
+    xs = [list(fig.axes[0].lines[0].get_xdata()) for fig in drawn]
+    assert [5, 10, 100] in xs

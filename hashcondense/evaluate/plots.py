@@ -26,7 +26,8 @@ def plot_curves(metrics_by_label: Mapping[str, Mapping], out_dir: str | os.PathL
     fig, ax = plt.subplots(figsize=(5, 4))
     for label, m in metrics_by_label.items():
         pm = m["precision_at_m"]
-        ax.plot([int(k) for k in pm], list(pm.values()), marker=".", label=label)
+        tops = sorted(pm, key=int)  # a metrics.json read back has its keys in text order ("10" < "5")
+        ax.plot([int(k) for k in tops], [pm[k] for k in tops], marker=".", label=label)
     ax.set(xlabel="number of top returned images M", ylabel="precision", title="P@top-M")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

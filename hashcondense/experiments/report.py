@@ -100,7 +100,7 @@ def draw_figure(
                 recall = _mean_curve([m["pr"]["recall"] for m in metrics])
                 ax.plot(recall, _mean_curve([m["pr"]["precision"] for m in metrics]), marker=".", label=label)
             else:
-                tops = list(metrics[0]["precision_at_m"])
+                tops = sorted(metrics[0]["precision_at_m"], key=int)  # JSON keys sort as text
                 values = _mean_curve([[m["precision_at_m"][t] for t in tops] for m in metrics])
                 ax.plot([int(t) for t in tops], values, marker=".", label=label)
         ax.set(
