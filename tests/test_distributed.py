@@ -46,18 +46,24 @@ def _same_set(a: Path, b: Path) -> None:
     assert (a / "synthetic.safetensors").read_bytes() == (b / "synthetic.safetensors").read_bytes()
 
 
+def torchrun_worker(worker: Path, out: Path) -> subprocess.CompletedProcess:
+    """Run the test worker script `worker` OUT under torchrun in 2 processes on 127.0.0.1 (a free port
+    through the c10d rendezvous, no restarts); it must succeed. Shared by the train tests."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", "--rdzv-id", uuid.uuid4().hex,
+        "--local-addr", "127.0.0.1", "--max-restarts", "0", str(worker), str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
     """OUT of tests/distributed_worker.py, run by torchrun in 2 processes."""
     out = tmp_path_factory.mktemp("dist")
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", "--rdzv-id", uuid.uuid4().hex,
-        "--local-addr", "127.0.0.1", "--max-restarts", "0", str(WORKER), str(out),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out, done
+    return out, torchrun_worker(WORKER, out)
 
 
 @pytest.mark.parametrize("method", sorted(LOOPS))

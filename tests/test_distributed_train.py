@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from hashcondense.train import encode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from distributed_train_worker import ENCODE_CHUNK, RUNS, SETTINGS, config  # noqa: E402
-from test_distributed import _env, kill_rank_1_at_first_checkpoint  # noqa: E402
+from test_distributed import _env, kill_rank_1_at_first_checkpoint, torchrun_worker  # noqa: E402
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -41,13 +40,7 @@ LOSS_TOLERANCE = 1e-5  # relative, per epoch
 def two_process_runs(tmp_path_factory):
     """OUT of tests/distributed_train_worker.py, run by torchrun in 2 processes."""
     out = tmp_path_factory.mktemp("dist_train")
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", "--rdzv-id", uuid.uuid4().hex,
-        "--local-addr", "127.0.0.1", "--max-restarts", "0", str(WORKER), str(out),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun_worker(WORKER, out)
     return out
 
 
