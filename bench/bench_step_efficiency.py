@@ -86,35 +86,49 @@ class FlopCounter:
             handle.remove()
 
 
-def _engine(method: str, ipc: int, root: str, pool_dir: str, out: str, dataset):
+def _engine(method: str, ipc: int, root: str, pool_dir: str, out: str, dataset, compile: bool = False):
     from hashcondense.condense import CondenseConfig, CondenseEngine
 
     options = {"pool_dir": pool_dir} if method == "iem" else {}
     config = CondenseConfig(
         dataset="cifar10", root=root, method=method, ipc=ipc, options=options, out=out,
-        show_progress=False, export_images=False, outer_loops=1, inner_loops=100,
+        show_progress=False, export_images=False, outer_loops=1, inner_loops=100, compile=compile,
     )  # fmt: skip
     engine = CondenseEngine(config, dataset=dataset)
     plan = engine.setup()
+    engine.shard = plan.context.shard
     engine._start_state(plan)
     engine._prepare_method(plan, resumed=False)
-    engine.groups = engine._groups()
+    engine.groups = engine._groups(engine.shard.classes)
+    engine.loss_groups = engine._groups(list(range(plan.context.num_classes)))
     engine._begin_outer(0)
     return engine
 
 
 def measure_step(
-    method: str, ipc: int, steps: int, root: str, pool_dir: str, dataset, conv_rate: float
+    method: str, ipc: int, steps: int, root: str, pool_dir: str, dataset, conv_rate: float, compile: bool
 ) -> dict:
-    """One (method, ipc) row: median step time after a warm-up step, FLOPs of one step, efficiency."""
+    """One (method, ipc) row: median step time after a warm-up step, FLOPs of one step, efficiency.
+    `compile`: the engine runs with CondenseConfig.compile; its FLOPs are counted on an uncompiled
+    step first (hooks do not fire inside compiled code; the FLOPs are the same), then a compiled
+    warm-up step compiles (not timed)."""
+    from hashcondense.condense.embedding_matching import _embed
+
     with tempfile.TemporaryDirectory() as tmp:
-        engine = _engine(method, ipc, root, pool_dir, tmp, dataset)
+        engine = _engine(method, ipc, root, pool_dir, tmp, dataset, compile)
         net = getattr(engine.method, "net", None)
         counter = FlopCounter(net) if net is not None else None
+        compiled_embed = None
+        if compile:
+            engine.method.embed(engine.images[:1].detach())  # builds the compiled function
+            compiled_embed, engine.method._embed_fn = engine.method._embed_fn, _embed
         engine._step(0, 0)  # warm-up, and the FLOP count of one step
         flops = counter.flops if counter is not None else 0
         if counter is not None:
             counter.close()
+        if compiled_embed is not None:
+            engine.method._embed_fn = compiled_embed
+            engine._step(0, 0)  # compiles: not timed
         times = []
         for inner in range(1, steps + 1):
             start = time.perf_counter()
@@ -125,6 +139,7 @@ def measure_step(
     return {
         "method": method,
         "ipc": ipc,
+        "compiled": compile,
         "step_seconds": round(seconds, 3),
         "gflop": round(flops / 1e9, 1),
         "gflops": round(rate, 1),
@@ -170,7 +185,7 @@ def _synthetic_pass(method, syn_v: list[torch.Tensor], real_mean: torch.Tensor) 
     (real_mean - syn_mean).square().sum(dim=1).sum().backward()
 
 
-def iem_split(ipc: int, steps: int, root: str, pool_dir: str, dataset) -> dict[str, float]:
+def iem_split(ipc: int, steps: int, root: str, pool_dir: str, dataset, compile: bool) -> dict[str, float]:
     """Median seconds of each part of an IEM step, timed part by part on the engine's own objects
     (the same operations as `CondenseEngine._step` with `EmbeddingMatching.match_losses`)."""
     from hashcondense.condense.context import Streams
@@ -184,7 +199,7 @@ def iem_split(ipc: int, steps: int, root: str, pool_dir: str, dataset) -> dict[s
         return value
 
     with tempfile.TemporaryDirectory() as tmp:
-        engine = _engine("iem", ipc, root, pool_dir, tmp, dataset)
+        engine = _engine("iem", ipc, root, pool_dir, tmp, dataset, compile)
         ctx, s, method, images = engine.context, engine.settings, engine.method, engine.images
         for inner in range(steps + 1):
             images.grad = None
@@ -207,6 +222,11 @@ def main() -> None:
     p.add_argument("--ipc", default="1,10,50")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--modes",
+        default="eager",
+        help="eager, compiled or eager,compiled (both rows of a method and ipc timed one after the other)",
+    )
     p.add_argument("--split-ipc", type=int, default=10, help="images per class of the IEM time split")
     p.add_argument("--pool-dir", default=str(HERE / "out" / ".pool_cache"))
     a = p.parse_args()
@@ -222,19 +242,28 @@ def main() -> None:
     dataset = load_dataset("cifar10", root=a.root)
     rows = []
     conv_rate = machine["conv_gflops"]
+    modes = [m == "compiled" for m in a.modes.split(",")]
     for ipc in [int(x) for x in a.ipc.split(",")]:
         for method in a.methods.split(","):
-            row = measure_step(method, ipc, a.steps, a.root, a.pool_dir, dataset, conv_rate)
-            rows.append(row)
-            line = f"{method:>4} ipc {ipc:>2}: step {row['step_seconds']:.3f} s, {row['gflop']} GFLOP, "
-            line += f"{row['gflops']} GFLOP/s, efficiency {100 * row['efficiency']:.0f} %"
-            print(line, flush=True)
-    split = iem_split(a.split_ipc, a.steps, a.root, a.pool_dir, dataset)
-    total = sum(split.values())
-    print(f"IEM step at {a.split_ipc}/class, part by part (median, sum {total:.3f} s):")
-    for name, seconds in split.items():
-        print(f"  {name:<36} {seconds:.3f} s  {100 * seconds / total:4.1f} %")
-    print(json.dumps({"machine": machine, "rows": rows, "iem_split": split, "threads": a.threads}))
+            for compile in modes:
+                if compile and method not in ("iem", "dm"):
+                    continue  # compile covers the embedding-matching step (no double backward)
+                row = measure_step(method, ipc, a.steps, a.root, a.pool_dir, dataset, conv_rate, compile)
+                rows.append(row)
+                mode = "compiled" if compile else "eager"
+                line = f"{method:>4} ipc {ipc:>2} {mode:>8}: step {row['step_seconds']:.3f} s, "
+                line += f"{row['gflop']} GFLOP, {row['gflops']} GFLOP/s, "
+                line += f"efficiency {100 * row['efficiency']:.0f} %"
+                print(line, flush=True)
+    splits = {}
+    for compile in modes:
+        mode = "compiled" if compile else "eager"
+        split = splits[mode] = iem_split(a.split_ipc, a.steps, a.root, a.pool_dir, dataset, compile)
+        total = sum(split.values())
+        print(f"IEM step at {a.split_ipc}/class, {mode}, part by part (median, sum {total:.3f} s):")
+        for name, seconds in split.items():
+            print(f"  {name:<36} {seconds:.3f} s  {100 * seconds / total:4.1f} %")
+    print(json.dumps({"machine": machine, "rows": rows, "iem_split": splits, "threads": a.threads}))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,11 @@ def add_experiment_parsers(subparsers: Any) -> None:
     p.add_argument("--cells", default="*", help="only cells whose key matches, e.g. 'iem/10/*' (default all)")
     p.add_argument("--dry-run", action="store_true", help="list the cells, their state and cost; run none")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the networks of the cells computed now (faster; rounding-level differences)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
     r = common.add_command(subparsers, "report", run_report_command, _REPORT_SUMMARY, _REPORT_SUMMARY + ".")
     r.add_argument("--store", default="results", help="the cell store to read (default results/)")
@@ -62,7 +67,10 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     common.start_compute(args)
     from hashcondense.experiments.runner import run_experiment
 
-    for key, outcome in run_experiment(experiment, store, args.preset, args.cells, args.root, args.quiet):
+    outcomes = run_experiment(
+        experiment, store, args.preset, args.cells, args.root, args.quiet, compile=args.compile
+    )
+    for key, outcome in outcomes:
         print(f"{key}: {outcome}")
     return 0
 

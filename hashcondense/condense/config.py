@@ -12,7 +12,7 @@ preset < user values and validates the result. The resolved config (the dict wri
 is refused. Settings that only decide where files go, how long to run or how much memory one forward
 pass may use are left out (`RESUME_FREE`): `out`, `preset` (its values are hashed), `resume`,
 `overwrite`, `time_budget`,
-`outer_loops` (a finished run can be extended), `checkpoint_every`, `device`, `root`, `download`,
+`outer_loops` (a finished run can be extended), `checkpoint_every`, `device`, `compile`, `root`, `download`,
 `show_progress`, `export_images`, `max_forward` and the `pool_dir` option.
 """
 
@@ -89,6 +89,7 @@ RESUME_FREE = frozenset(
         "outer_loops",
         "checkpoint_every",
         "device",
+        "compile",
         "root",
         "download",
         "show_progress",
@@ -127,7 +128,9 @@ class CondenseConfig:
     Networks: hashing method, arch (+ arch_kwargs, e.g. {"width": 32}), bits.
     options: method-specific settings (IEM: use_pool, pool_size, pool_epochs, pool_lr, pool_batch,
     pool_dir, perturb_min, perturb_max); unknown keys are an error naming the valid ones.
-    Run: seed, device, time_budget (seconds of the R x M loop, summed over resumes; set-up and pool
+    Run: seed, device, compile (torch.compile the networks' passes: faster steps, floats summed in
+    another order, so the set agrees with an uncompiled run to rounding, not bit for bit),
+    time_budget (seconds of the R x M loop, summed over resumes; set-up and pool
     training are not counted; None = no limit), budget_clock ("wall": elapsed seconds; "cpu": this
     process's CPU seconds over all its threads, so a budget holds on a shared, busy machine and means
     CPU-seconds as the experiment tables state them),
@@ -163,6 +166,7 @@ class CondenseConfig:
     options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
+    compile: bool = False
     time_budget: float | None = None
     budget_clock: str = "wall"
     checkpoint_every: int | None = None

@@ -8,19 +8,28 @@ Speed: all classes of a group go through the network together, the real images i
 (in chunks of at most `max_forward` images) and the synthetic images in one forward + backward. This
 equals the per-class computation because the networks act per sample (instance norm, or batch norm
 in eval mode: the network is always in eval mode here) and each class loss depends only on its own
-rows. (Deviation to note: DM and Acc-DD run batch-norm networks in train mode, i.e. with per-class
+rows. With `compile` the embedding is compiled once per process (`runtime.compiled`) and serves every
+network the methods draw (a function of the network, so a new DM network or pool member does not
+recompile). (Deviation to note: DM and Acc-DD run batch-norm networks in train mode, i.e. with per-class
 batch statistics; for the default instance-norm networks there is no difference.)
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from hashcondense.condense.context import MatchBatch
 from hashcondense.condense.method import CondenseMethod
+from hashcondense.runtime import compiled
 
 __all__ = ["EmbeddingMatching", "class_means"]
+
+
+def _embed(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return net.embed(x)
 
 
 def class_means(features: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -34,10 +43,13 @@ class EmbeddingMatching(CondenseMethod):
     batch_classes = True
     distributed = True  # per-class losses on a network every process draws alike: classes can be sharded
     net: nn.Module | None = None
+    _embed_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         assert self.net is not None, "begin_outer must set the network"
-        return self.net.embed(x)
+        if self._embed_fn is None:
+            self._embed_fn = compiled(_embed, bool(self.context.config.compile))
+        return self._embed_fn(self.net, x)
 
     def match_losses(self, batch: MatchBatch) -> torch.Tensor:
         chunk = max(1, int(self.context.config.max_forward))

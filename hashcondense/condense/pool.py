@@ -103,8 +103,10 @@ class ModelPool:
         device: torch.device,
         member_seed: Any,
         show_progress: bool = False,
+        compile: bool = False,
     ) -> None:
         self.key = dict(key)
+        self.compile = compile  # torch.compile the members' training (not in the key: rounding only)
         self.images = images
         self.labels = labels
         self.num_classes = int(num_classes)
@@ -207,6 +209,7 @@ class ModelPool:
                 device=self.device,
                 arch_kwargs=dict(key.get("arch_kwargs") or {}),
                 show_progress=self.show_progress,
+                compile=self.compile,
             )
         seconds = time.perf_counter() - start
         self.train_seconds += seconds

@@ -37,7 +37,7 @@ from hashcondense.condense.synthetic import SET_FILE
 from hashcondense.data import RetrievalDataset, load_dataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.atomic import ensure_writable_dir
-from hashcondense.runtime import resolve_device
+from hashcondense.runtime import check_compile, resolve_device
 from hashcondense.utils import distributed
 
 __all__ = ["RunPlan", "check_distributable", "plan_run"]
@@ -144,6 +144,8 @@ def plan_run(
         check_names(c)
     out = Path(c.out)
     device = distributed.local_device(resolve_device(c.device))  # under a launcher: this rank's GPU
+    if c.compile:
+        check_compile(device)
     if dataset is None:
         dataset = load_dataset(
             c.dataset, root=c.root, download=c.download, split_seed=c.split_seed, image_size=c.image_size

@@ -30,6 +30,7 @@ class EvalConfig:
     bits: int = 64
     seed: int = 0
     device: str = "auto"
+    compile: bool = False  # torch.compile training and encoding (faster; rounding-level differences)
     topk: int | None = None  # None = the dataset protocol's K
     train: TrainConfig = field(default_factory=TrainConfig)
     out: str = "runs/train"

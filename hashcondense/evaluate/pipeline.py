@@ -45,7 +45,7 @@ from hashcondense.io.atomic import ensure_writable_dir, write_json
 from hashcondense.io.tensors import load_tensors, save_tensors
 from hashcondense.models import HashingNetwork
 from hashcondense.retrieval import evaluate_retrieval
-from hashcondense.runtime import resolve_device, seed_everything, versions
+from hashcondense.runtime import check_compile, compiled, resolve_device, seed_everything, versions
 from hashcondense.train import (
     TrainCheckpoint,
     build_network,
@@ -71,7 +71,17 @@ CHECKPOINT = "checkpoint.safetensors"
 # Settings that decide where files go, what is shown or which extra epochs are measured, not the
 # numbers: they may change between an interrupted run and its resume.
 RESUME_FREE = frozenset(
-    {"out", "root", "download", "device", "show_progress", "save_network", "resume", "checkpoint_seconds"}
+    {
+        "out",
+        "root",
+        "download",
+        "device",
+        "compile",
+        "show_progress",
+        "save_network",
+        "resume",
+        "checkpoint_seconds",
+    }
 )
 RESUME_FREE_TRAIN = frozenset({"eval_epochs"})
 # Training settings that change nothing at these values (one optimiser, no CutMix, the DSA views, one
@@ -228,7 +238,10 @@ def _train(config: EvalConfig, run: _Prepared) -> tuple[torch.nn.Module, Hashing
     shard = distributed.is_active()
 
     def on_epoch(epoch: int, net, method) -> dict[str, float]:
-        m = evaluate_network(net, run.dataset, config.bits, topk=config.topk, device=run.device, shard=shard)
+        encoder = compiled(net, config.compile)
+        m = evaluate_network(
+            encoder, run.dataset, config.bits, topk=config.topk, device=run.device, shard=shard
+        )
         log.info("epoch %d: mAP@%d = %.4f", epoch, m["topk"], m["map"])
         return {"map": m["map"]}
 
@@ -248,6 +261,7 @@ def _train(config: EvalConfig, run: _Prepared) -> tuple[torch.nn.Module, Hashing
         checkpoint=_checkpoint(config, run),
         normalization=(run.dataset.mean, run.dataset.std),
         data_parallel=shard,
+        compile=config.compile,
     )
 
 
@@ -264,6 +278,8 @@ def run_evaluation(config: EvalConfig, dataset: RetrievalDataset | None = None) 
     config.check()
     out = Path(config.out)
     device = distributed.local_device(resolve_device(config.device))  # under a launcher: this rank's GPU
+    if config.compile:
+        check_compile(device)
     distributed.init_from_env(device)  # first, so that every check below is agreed
     distributed.on_main(lambda: _check_out(config, out), "checking the run folder")
     seed_everything(config.seed)
@@ -290,7 +306,7 @@ def run_evaluation(config: EvalConfig, dataset: RetrievalDataset | None = None) 
             f"{len(run.dataset.database):,}",
         )
         metrics = evaluate_network(
-            net,
+            compiled(net, config.compile),
             run.dataset,
             config.bits,
             topk=config.topk,

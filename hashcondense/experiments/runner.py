@@ -129,10 +129,10 @@ def _today() -> str:
     return dt.date.today().isoformat()
 
 
-def _condense_cell(cell: Cell, folder: Path, datasets: _Datasets, quiet: bool) -> None:
+def _condense_cell(cell: Cell, folder: Path, datasets: _Datasets, quiet: bool, compile: bool) -> None:
     resume = (folder / "checkpoint.safetensors").is_file()
     values = {**cell.condense, "out": str(folder), "resume": resume, "overwrite": not resume}
-    config = CondenseConfig.from_dict({**values, "show_progress": not quiet})
+    config = CondenseConfig.from_dict({**values, "show_progress": not quiet, "compile": compile})
     result = condense(config, dataset=datasets.get(cell.condense))
     facts = {"date": _today(), "stopped": result.stopped, "steps_done": result.steps_done}
     CellStore.mark_done(
@@ -141,22 +141,22 @@ def _condense_cell(cell: Cell, folder: Path, datasets: _Datasets, quiet: bool) -
 
 
 def _evaluate_seed(
-    cell: Cell, seed: int, folder: Path, train_set: str, datasets: _Datasets, quiet: bool
+    cell: Cell, seed: int, folder: Path, train_set: str, datasets: _Datasets, quiet: bool, compile: bool
 ) -> None:
     resume = (folder / "checkpoint.safetensors").is_file()
     values = {**cell.evaluate, "train_set": train_set, "seed": seed, "out": str(folder), "resume": resume}
-    config = EvalConfig.from_dict({**values, "show_progress": not quiet})
+    config = EvalConfig.from_dict({**values, "show_progress": not quiet, "compile": compile})
     metrics = run_evaluation(config, dataset=datasets.get(cell.evaluate))
     CellStore.mark_done(folder, {"date": _today(), "map": metrics["map"]})
 
 
-def _run_cell(cell: Cell, store: CellStore, datasets: _Datasets, quiet: bool) -> str:
+def _run_cell(cell: Cell, store: CellStore, datasets: _Datasets, quiet: bool, compile: bool) -> str:
     set_folder = store.set_folder(cell)
     if set_folder is not None and not store.done(set_folder):
         stage("cell %s: condensing -> %s", cell.key, set_folder)
         with store.locked(set_folder):
             if not store.done(set_folder):  # another process may have finished it meanwhile
-                _condense_cell(cell, set_folder, datasets, quiet)
+                _condense_cell(cell, set_folder, datasets, quiet, compile)
     train_set = str(set_folder / "synthetic.safetensors") if set_folder else cell.evaluate["train_set"]
     for seed in cell.seeds:
         folder = store.seed_folder(cell, seed)
@@ -165,7 +165,7 @@ def _run_cell(cell: Cell, store: CellStore, datasets: _Datasets, quiet: bool) ->
         stage("cell %s: evaluating seed %d -> %s", cell.key, seed, folder)
         with store.locked(folder):
             if not store.done(folder):
-                _evaluate_seed(cell, seed, folder, train_set, datasets, quiet)
+                _evaluate_seed(cell, seed, folder, train_set, datasets, quiet, compile)
     return "done"
 
 
@@ -176,8 +176,11 @@ def run_experiment(
     pattern: str = "*",
     root: str | None = None,
     quiet: bool = False,
+    compile: bool = False,
 ) -> list[tuple[str, str]]:
-    """Compute every matching cell not yet in the store; returns (cell key, what happened) pairs."""
+    """Compute every matching cell not yet in the store; returns (cell key, what happened) pairs.
+    `compile`: the cells computed now torch.compile their networks (`runtime.compiled`); it is not part
+    of a cell's key (each run's config.json records it), so cells made either way fill one table."""
     datasets = _Datasets()
     outcome = []
     for cell in experiment.cells(preset, root=root):
@@ -187,7 +190,7 @@ def run_experiment(
             outcome.append((cell.key, "already done"))
             continue
         try:
-            outcome.append((cell.key, _run_cell(cell, store, datasets, quiet)))
+            outcome.append((cell.key, _run_cell(cell, store, datasets, quiet, compile)))
         except Locked as busy:
             stage("cell %s: %s is being computed by another process; skipped", cell.key, busy)
             outcome.append((cell.key, "skipped: running elsewhere"))

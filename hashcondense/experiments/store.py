@@ -30,10 +30,11 @@ from hashcondense.io.atomic import ensure_writable_dir, write_json
 
 __all__ = ["CellStore", "Locked"]
 
-# what a set file's metadata leaves out (condense.config), and the device and the budget's clock: one
-# key on any machine. A time-budgeted set depends on the machine's speed anyway (the steps it reached are
-# in its card and in RESULTS.md), and the clock only says how that budget was counted.
-_LOCATION = LOCATION_FIELDS | {"device", "budget_clock"}
+# what a set file's metadata leaves out (condense.config), and the device, the budget's clock and
+# torch.compile: one key on any machine. A time-budgeted set depends on the machine's speed anyway (the
+# steps it reached are in its card and in RESULTS.md), the clock only says how that budget was counted,
+# and compiling changes speed and float rounding, not the recipe (each run's config.json records it).
+_LOCATION = LOCATION_FIELDS | {"device", "budget_clock", "compile"}
 
 
 class Locked(Exception):

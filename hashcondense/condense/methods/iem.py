@@ -144,6 +144,7 @@ class IEM(EmbeddingMatching):
             device=ctx.device,
             member_seed=lambda k: derive_seed(ctx.seed, Streams.POOL_TRAIN, k),
             show_progress=ctx.config.show_progress and ctx.shard.is_main,  # one bar, not one per process
+            compile=bool(ctx.config.compile),
         )
         self.pool.ensure(int(self.opts["pool_size"]))
         self.net = ctx.new_network(Streams.NETWORK, 0)  # a module to load members into
