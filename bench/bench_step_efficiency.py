@@ -7,9 +7,12 @@ Prints, in one run (one process, `--threads` torch threads):
    warm-up step), the step's FLOPs counted from the network's layer shapes (forward hooks on every
    convolution and linear layer: 2 x multiply-adds; backward passes counted per layer as one pass for the
    input gradient and one for the weight gradient when the weight is trained), the achieved GFLOP/s and
-   the efficiency = achieved / the convolution throughput measured in this run. For DSA and IDC the
+   the efficiency = achieved / the convolution throughput measured in this run. `--modes eager,compiled`
+   times each row uncompiled and with CondenseConfig.compile (embedding matching: the embedding;
+   gradient matching: the network updates, as the double backward cannot be compiled). For DSA and IDC the
    count covers forward and first backward passes only (not the double backward of gradient matching,
-   nor the network update), so their efficiency is a lower bound;
+   nor the network update), so their efficiency is a lower bound; their network update (after each
+   step) is timed on its own;
 3. the split of one IEM step: real batch (sampling, copy), augmentation, multi-formation decode, real
    forward, synthetic forward + backward, image update.
 
@@ -118,23 +121,31 @@ def measure_step(
         engine = _engine(method, ipc, root, pool_dir, tmp, dataset, compile)
         net = getattr(engine.method, "net", None)
         counter = FlopCounter(net) if net is not None else None
-        compiled_embed = None
-        if compile:
-            engine.method.embed(engine.images[:1].detach())  # builds the compiled function
-            compiled_embed, engine.method._embed_fn = engine.method._embed_fn, _embed
+        m = engine.method
+        embedding = hasattr(m, "_embed_fn")  # embedding matching: the embedding is compiled
+        if compile and embedding:
+            m.embed(engine.images[:1].detach())  # builds the compiled function
+            compiled_fn, m._embed_fn = m._embed_fn, _embed
+        elif compile:  # gradient matching: the network updates are compiled
+            compiled_fn, m.forward = m.forward, m.net
         engine._step(0, 0)  # warm-up, and the FLOP count of one step
         flops = counter.flops if counter is not None else 0
         if counter is not None:
             counter.close()
-        if compiled_embed is not None:
-            engine.method._embed_fn = compiled_embed
+        if compile:
+            if embedding:
+                m._embed_fn = compiled_fn
+            else:
+                m.forward = compiled_fn
             engine._step(0, 0)  # compiles: not timed
+        update = _time_after_inner(m)
         times = []
         for inner in range(1, steps + 1):
             start = time.perf_counter()
             engine._step(0, inner)
             times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
+    update_seconds = statistics.median(update) if update else 0.0
     rate = flops / seconds / 1e9
     return {
         "method": method,
@@ -144,7 +155,22 @@ def measure_step(
         "gflop": round(flops / 1e9, 1),
         "gflops": round(rate, 1),
         "efficiency": round(rate / conv_rate, 3),
+        "network_update_seconds": round(update_seconds, 3),
     }
+
+
+def _time_after_inner(method) -> list[float]:
+    """Wrap `method.after_inner` (the gradient-matching network update) to time each call."""
+    times: list[float] = []
+    inner_call = method.after_inner
+
+    def timed(*args: object) -> None:
+        start = time.perf_counter()
+        inner_call(*args)
+        times.append(time.perf_counter() - start)
+
+    method.after_inner = timed
+    return times
 
 
 def _real_batch(ctx, s, inner: int) -> list[torch.Tensor]:
@@ -246,17 +272,17 @@ def main() -> None:
     for ipc in [int(x) for x in a.ipc.split(",")]:
         for method in a.methods.split(","):
             for compile in modes:
-                if compile and method not in ("iem", "dm"):
-                    continue  # compile covers the embedding-matching step (no double backward)
                 row = measure_step(method, ipc, a.steps, a.root, a.pool_dir, dataset, conv_rate, compile)
                 rows.append(row)
                 mode = "compiled" if compile else "eager"
                 line = f"{method:>4} ipc {ipc:>2} {mode:>8}: step {row['step_seconds']:.3f} s, "
                 line += f"{row['gflop']} GFLOP, {row['gflops']} GFLOP/s, "
                 line += f"efficiency {100 * row['efficiency']:.0f} %"
+                if row["network_update_seconds"]:
+                    line += f"; network update {row['network_update_seconds']:.3f} s of the step"
                 print(line, flush=True)
     splits = {}
-    for compile in modes:
+    for compile in modes if a.split_ipc > 0 else []:  # --split-ipc 0: no split
         mode = "compiled" if compile else "eager"
         split = splits[mode] = iem_split(a.split_ipc, a.steps, a.root, a.pool_dir, dataset, compile)
         total = sum(split.values())

@@ -74,6 +74,7 @@ from hashcondense.condense.method import CondenseMethod
 from hashcondense.condense.synthetic import decode
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import strip_prefix
+from hashcondense.runtime import compiled
 from hashcondense.train import NonFiniteLoss, load_network_state, network_state, shuffled_batches, train_step
 from hashcondense.train.data_parallel import DataParallel
 from hashcondense.utils import distributed
@@ -181,6 +182,7 @@ class GradientMatching(CondenseMethod):
         train_groups = [g for g in aug.groups if not (g == "cutout" and self.opts["cutmix_prob"] > 0)]
         self.train_aug = DSA("_".join(train_groups) or "none", aug.params, mode=aug.mode)
         self.net: nn.Module | None = None
+        self.forward: nn.Module | None = None  # `net`, or `net` compiled, for the network updates
         self.hashing: HashingMethod | None = None
         self.optimizer: torch.optim.SGD | None = None
         self.groups: list[list[str]] = []
@@ -228,6 +230,9 @@ class GradientMatching(CondenseMethod):
     def begin_outer(self, outer: int) -> None:
         ctx, o = self.context, self.opts
         self.net = ctx.new_network(Streams.NETWORK, outer).requires_grad_(True)
+        # the network updates may run compiled; the matching's double backward stays eager (torch.compile
+        # does not differentiate twice). A fresh network of the same architecture reuses the compiled code.
+        self.forward = compiled(self.net, bool(ctx.config.compile))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(ctx.seed, _Streams.HASHING, outer))
             hashing = ctx.new_hashing()
@@ -256,7 +261,7 @@ class GradientMatching(CondenseMethod):
             self.parallel.close()  # the last outer loop's network
             self.parallel = None
         if distributed.is_active() and o["net_data"] != "none":
-            self.parallel = DataParallel(self.net, self.hashing, ctx.device)
+            self.parallel = DataParallel(self.forward, self.hashing, ctx.device)
         self.outer = outer
         if o["early_epochs"]:
             n = ctx.images.shape[0]
@@ -414,7 +419,7 @@ class GradientMatching(CondenseMethod):
         self.hashing.eval()
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> None:
-        assert self.net is not None and self.hashing is not None and self.optimizer is not None
+        assert self.forward is not None and self.hashing is not None and self.optimizer is not None
         o, hashing = self.opts, self.hashing
         with torch.no_grad():
             views = [self.weak(x, g)] if hashing.num_views > 1 else []
@@ -426,9 +431,8 @@ class GradientMatching(CondenseMethod):
             views = list(mixed.split(x.shape[1], dim=1))
         try:  # IDC's update mixes the two weighted totals: criterion(a) * lam + criterion(b) * (1 - lam)
             if self.parallel is None:
-                train_step(
-                    self.net, hashing, views, y, self.optimizer, mixed_labels=y_b, lam=lam, mix_terms=False
-                )
+                net, opt = self.forward, self.optimizer
+                train_step(net, hashing, views, y, opt, mixed_labels=y_b, lam=lam, mix_terms=False)
             else:  # the views and CutMix above are the whole batch's: this process trains on its rows
                 rows, count = self.parallel.rows(x.shape[0])
                 self.parallel.step(
