@@ -147,6 +147,15 @@ def test_cells_are_cached_recomputed_when_changed_and_reported(tmp_path):
     again = write_report(store, report, [experiment.source.as_posix()])
     assert again.endswith(f"{FINDINGS_MARK}\n## Findings\nIEM leads.\n") and again.count(FINDINGS_MARK) == 1
     assert not (tmp_path / "figures" / "tiny-cpu-unmeasured.png").exists()
+    # an evaluation run with torch.compile is marked (its config.json says so; not part of the key)
+    measured_dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
+    path = store.seed_folder(measured_dm, 0) / "config.json"
+    record = json.loads(path.read_text())
+    record["config"]["compile"] = True
+    path.write_text(json.dumps(record))
+    marked = write_report(store, report, [experiment.source.as_posix()])
+    rows = [line for line in marked.splitlines() if "(compiled evaluation)" in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["dm/1/16"]
 
 
 def test_interrupted_cell_resumes_and_busy_cell_is_left_alone(tmp_path, monkeypatch):

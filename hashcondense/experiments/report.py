@@ -26,6 +26,14 @@ def _measured(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f}{spread} (n={len(values)})"
 
 
+def _compiled_evaluation(folder: Path) -> bool:
+    """Whether the evaluation in `folder` ran with torch.compile (its config.json says)."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return False
+    return bool(json.loads(path.read_text()).get("config", {}).get("compile"))
+
+
 def _row(experiment: Experiment, store: CellStore, cell: Cell) -> tuple[str, bool]:
     metrics = store.metrics(cell)
     values = [100 * m["map"] for m in metrics.values()]
@@ -39,14 +47,18 @@ def _row(experiment: Experiment, store: CellStore, cell: Cell) -> tuple[str, boo
         run = card.get("run", {})
         budget = run.get("config", {}).get("time_budget")
         clock = run.get("config", {}).get("budget_clock", "wall")
+        if run.get("config", {}).get("compile"):
+            clock += ", compiled"
         seconds = f"{run.get('distillation_seconds', 0):.0f}" + (
-            f" of {budget:.0f} ({clock})" if budget else ""
+            f" of {budget:.0f} ({clock})" if budget else (" (compiled)" if "compiled" in clock else "")
         )
     done = [json.loads((store.seed_folder(cell, s) / "done.json").read_text()) for s in metrics]
     dates = sorted(facts["date"] for facts in done)
     date = dates[-1] if dates else "-"
     if any("adopted_from" in facts for facts in done):
         date += " (adopted train run)"
+    if any(_compiled_evaluation(store.seed_folder(cell, s)) for s in metrics):
+        date += " (compiled evaluation)"
     paper_text = f"{paper:.2f}" if paper is not None else "-"
     line = f"| {cell.key} | {_measured(values)} | {paper_text} | {diff} | {steps} | {seconds} | {date} |"
     return line, bool(values)
