@@ -103,8 +103,9 @@ def compiled(module: T, enabled: bool) -> T:
     """`module` (a network or a function of one) compiled with torch.compile (Inductor) when `enabled`,
     else `module` itself.
 
-    Why: on a CPU the compiled ConvNet-3 fuses instance norm, ReLU and pooling into the convolutions'
-    neighbours, which makes condensation and training steps 1.5-1.8x faster (BENCHMARKS.md, issue 26).
+    Why: on a CPU the compiled ConvNet-3 fuses instance norm, ReLU and pooling into one pass between
+    the convolutions: IEM/DM steps 1.1-1.4x faster, evaluation training 1.2x, encoding 1.5x (measured
+    on 2 cores, BENCHMARKS.md, issue 26).
     The wrapper shares the module's parameters (optimisers and checkpoints keep using `module`) and
     compiles on its first call (tens of seconds on a CPU); every further network of the same
     architecture reuses the compiled code. Floats are summed in another order than eager PyTorch's, so

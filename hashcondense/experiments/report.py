@@ -45,13 +45,14 @@ def _row(experiment: Experiment, store: CellStore, cell: Cell) -> tuple[str, boo
     else:
         steps = f"{card.get('steps_done', 0)}/{card.get('steps_total', 0)}"
         run = card.get("run", {})
-        budget = run.get("config", {}).get("time_budget")
-        clock = run.get("config", {}).get("budget_clock", "wall")
-        if run.get("config", {}).get("compile"):
-            clock += ", compiled"
-        seconds = f"{run.get('distillation_seconds', 0):.0f}" + (
-            f" of {budget:.0f} ({clock})" if budget else (" (compiled)" if "compiled" in clock else "")
-        )
+        settings = run.get("config", {})
+        budget = settings.get("time_budget")
+        how = [settings.get("budget_clock", "wall")] if budget else []
+        if settings.get("compile"):
+            how.append("compiled")
+        seconds = f"{run.get('distillation_seconds', 0):.0f}"
+        seconds += f" of {budget:.0f}" if budget else ""
+        seconds += f" ({', '.join(how)})" if how else ""
     done = [json.loads((store.seed_folder(cell, s) / "done.json").read_text()) for s in metrics]
     dates = sorted(facts["date"] for facts in done)
     date = dates[-1] if dates else "-"
