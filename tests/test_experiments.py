@@ -251,3 +251,46 @@ def test_a_train_run_of_the_cells_settings_is_adopted_and_another_refused(tmp_pa
     dm = next(cell for cell in experiment.cells("cpu") if cell.key == "dm/1/16")
     with pytest.raises(HashCondenseError, match="condenses a set"):
         adopt_run(store, dm, 0, config, {"map": 0.9}, "runs/other")
+
+
+def test_a_set_made_with_settings_the_code_no_longer_gives_is_recomputed(tmp_path, monkeypatch):
+    """The cell key holds the config as written (the preset's name); a method default or preset value
+    changed in the code makes the stored set stale through its recorded resolved digest."""
+    from hashcondense.condense.method import get_method
+
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)
+    dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
+    folder, cell_folder = store.set_folder(dm), store.cell_folder(dm)
+    old = store.recorded_digest(folder)
+    assert [s.status for s in plan_cells(experiment, store, "cpu", pattern="dm/*")] == ["done"]
+    # an evaluation interrupted on the old set (seed 1's finished one set aside by hand)
+    (cell_folder / "seed1").rename(cell_folder / "seed1-finished")
+    (cell_folder / "seed1").mkdir()
+    (cell_folder / "seed1" / "checkpoint.safetensors").write_bytes(b"from the old set")
+
+    cls = get_method("dm")
+    defaults = cls.default_settings
+    faster = classmethod(lambda c, info: {**defaults(info), "lr_img": 0.5})
+    monkeypatch.setattr(cls, "default_settings", faster)
+    assert [s.status for s in plan_cells(experiment, store, "cpu", pattern="dm/*")] == ["stale"]
+    assert dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)) == {"dm/1/16": "done"}
+
+    new = store.recorded_digest(folder)
+    assert new not in (None, old) and store.done(folder)
+    assert json.loads((folder / "config.json").read_text())["config"]["lr_img"] == 0.5
+    kept = folder.with_name(f"{folder.name}.stale-{old[:12]}")
+    assert store.done(kept) and store.recorded_digest(kept) == old  # the old set is kept aside
+    assert (cell_folder / f"seed0.stale-{old[:12]}" / "done.json").is_file()  # its evaluation too
+    assert (cell_folder / f"seed1.stale-{old[:12]}" / "checkpoint.safetensors").is_file()  # not resumed
+    assert sorted(store.metrics(dm)) == [0, 1]
+    for seed in (0, 1):
+        assert json.loads((store.seed_folder(dm, seed) / "done.json").read_text())["set_digest"] == new
+    assert [s.status for s in plan_cells(experiment, store, "cpu", pattern="dm/*")] == ["done"]
+    assert set(dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)).values()) == {
+        "already done"
+    }
+    # an evaluation that names another set than the cell's current one does not count
+    path = store.seed_folder(dm, 0) / "done.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "set_digest": old}))
+    assert sorted(store.metrics(dm)) == [1]

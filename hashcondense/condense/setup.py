@@ -40,7 +40,7 @@ from hashcondense.io.atomic import ensure_writable_dir
 from hashcondense.runtime import check_compile, resolve_device
 from hashcondense.utils import distributed
 
-__all__ = ["RunPlan", "check_distributable", "plan_run"]
+__all__ = ["RunPlan", "check_distributable", "plan_run", "settings_digest"]
 
 log = logging.getLogger("hashcondense.condense")
 
@@ -132,6 +132,37 @@ def _context(
     )
 
 
+def _resolve(
+    config: CondenseConfig,
+    dataset: RetrievalDataset | None,
+    method_cls: type[CondenseMethod] | None,
+    device: torch.device,
+) -> tuple[RetrievalDataset, CondenseContext, CondenseMethod]:
+    """The dataset, context and method of `config`, its options resolved; touches no file."""
+    c = config
+    check_run_settings(c)
+    if method_cls is None:  # a class handed in needs no registered name
+        check_names(c)
+    if dataset is None:
+        dataset = load_dataset(
+            c.dataset, root=c.root, download=c.download, split_seed=c.split_seed, image_size=c.image_size
+        )
+    cls = method_cls or get_method(c.method)
+    check_distributable(cls)
+    context = _context(c, dataset, cls, Path(c.out), device)
+    method = cls(context, **dict(c.options))
+    context.config = replace(context.config, options=method.resolved_options())
+    return dataset, context, method
+
+
+def settings_digest(config: CondenseConfig, dataset: RetrievalDataset | None = None) -> str:
+    """The `config_digest` a run of `config` would record in its config.json, from the code as it is
+    now (method defaults and presets included), without creating or touching its folder: a stored set
+    whose recorded digest differs was made with other settings."""
+    _, context, _ = _resolve(config, dataset, None, torch.device("cpu"))
+    return config_digest(context.config.as_dict())[0]
+
+
 def plan_run(
     config: CondenseConfig,
     dataset: RetrievalDataset | None = None,
@@ -139,22 +170,11 @@ def plan_run(
 ) -> RunPlan:
     """Validate and resolve `config` (loading its dataset unless `dataset` is given)."""
     c = config
-    check_run_settings(c)
-    if method_cls is None:  # a class handed in needs no registered name
-        check_names(c)
     out = Path(c.out)
     device = distributed.local_device(resolve_device(c.device))  # under a launcher: this rank's GPU
     if c.compile:
         check_compile(device)
-    if dataset is None:
-        dataset = load_dataset(
-            c.dataset, root=c.root, download=c.download, split_seed=c.split_seed, image_size=c.image_size
-        )
-    cls = method_cls or get_method(c.method)
-    check_distributable(cls)
-    context = _context(c, dataset, cls, out, device)
-    method = cls(context, **dict(c.options))
-    context.config = replace(context.config, options=method.resolved_options())
+    dataset, context, method = _resolve(c, dataset, method_cls, device)
     settings = context.settings
     resolved = context.config.as_dict()
     digest, hashed = config_digest(resolved)

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hashcondense.condense import CondenseConfig, condense
+from hashcondense.condense.setup import settings_digest
 from hashcondense.data import RetrievalDataset, load_dataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate import EvalConfig, run_evaluation
@@ -29,7 +33,7 @@ log = logging.getLogger("hashcondense.experiments")
 @dataclass
 class CellStatus:
     cell: Cell
-    status: str  # done | partial | todo
+    status: str  # done | partial | todo | stale (its set was made with settings the code no longer gives)
     seeds_done: int
     cost: str  # what the cell will spend, from its settings (and priced on this machine if asked)
     minutes: float | None = None  # the estimated CPU-minutes of what is left; None: not priced
@@ -101,6 +105,11 @@ def plan_cells(
             continue
         done = len(store.metrics(cell))
         status = "done" if done == len(cell.seeds) else ("partial" if done else "todo")
+        try:
+            if _set_outdated(cell, store, datasets):
+                status, done = "stale", 0
+        except HashCondenseError:  # its data does not load here: what the store holds is all we know
+            pass
         line = CellStatus(cell, status, done, _cost(cell))
         out.append(_priced(line, store, price, datasets) if price and status != "done" else line)
     return out
@@ -147,24 +156,81 @@ def _evaluate_seed(
     values = {**cell.evaluate, "train_set": train_set, "seed": seed, "out": str(folder), "resume": resume}
     config = EvalConfig.from_dict({**values, "show_progress": not quiet, "compile": compile})
     metrics = run_evaluation(config, dataset=datasets.get(cell.evaluate))
-    CellStore.mark_done(folder, {"date": _today(), "map": metrics["map"]})
+    facts = {"date": _today(), "map": metrics["map"]}
+    if cell.condense is not None:  # which set this measured (store.evaluated)
+        facts["set_digest"] = CellStore.recorded_digest(Path(train_set).parent)
+    CellStore.mark_done(folder, facts)
+
+
+def current_digest(cell: Cell, datasets: _Datasets) -> str:
+    """The resolved-settings digest the cell's set would record if condensed now."""
+    config = CondenseConfig.from_dict({**cell.condense, "out": "-"})
+    return settings_digest(config, dataset=datasets.get(cell.condense))
+
+
+def _set_outdated(cell: Cell, store: CellStore, datasets: _Datasets) -> bool:
+    """The cell's stored set (finished or not) was made with settings other than today's."""
+    recorded = store.recorded_digest(store.set_folder(cell))
+    return recorded is not None and recorded != current_digest(cell, datasets)
+
+
+def _stale_evaluation(store: CellStore, cell: Cell, seed: int) -> str | None:
+    """The set digest a finished evaluation of another set than the cell's current one records."""
+    folder = store.seed_folder(cell, seed)
+    if not store.done(folder) or store.evaluated(cell, seed):
+        return None
+    return json.loads((folder / "done.json").read_text()).get("set_digest") or "unknown"
+
+
+def _unfinished(folder: Path, label: str | None) -> str | None:
+    """`label` when `folder` holds an unfinished run."""
+    return label if folder.is_dir() and not CellStore.done(folder) else None
+
+
+def _retire_outdated(store: CellStore, folder: Path, outdated: Callable[[], str | None], why: str) -> bool:
+    """Rename `folder` aside when `outdated()` names the old digest (checked again under its lock)."""
+    if outdated() is None:
+        return False
+    with store.locked(folder):
+        old = outdated()
+        if old is None:
+            return False
+        stage("%s; kept as %s, computing it again", why, store.retire(folder, old))
+        return True
 
 
 def _run_cell(cell: Cell, store: CellStore, datasets: _Datasets, quiet: bool, compile: bool) -> str:
     set_folder = store.set_folder(cell)
-    if set_folder is not None and not store.done(set_folder):
-        stage("cell %s: condensing -> %s", cell.key, set_folder)
-        with store.locked(set_folder):
-            if not store.done(set_folder):  # another process may have finished it meanwhile
-                _condense_cell(cell, set_folder, datasets, quiet, compile)
+    if set_folder is not None:
+        current = current_digest(cell, datasets)
+
+        def stale_set() -> str | None:
+            recorded = store.recorded_digest(set_folder)
+            return recorded if recorded not in (None, current) else None
+
+        why = f"cell {cell.key}: its set was made with other settings than the code resolves today"
+        old = stale_set()
+        if _retire_outdated(store, set_folder, stale_set, why):
+            for seed in cell.seeds:  # an unfinished evaluation trained on the old set: never resumed
+                folder = store.seed_folder(cell, seed)
+                unfinished = functools.partial(_unfinished, folder, old)
+                _retire_outdated(store, folder, unfinished, f"cell {cell.key}: seed {seed} used the old set")
+        if not store.done(set_folder):
+            stage("cell %s: condensing -> %s", cell.key, set_folder)
+            with store.locked(set_folder):
+                if not store.done(set_folder):  # another process may have finished it meanwhile
+                    _condense_cell(cell, set_folder, datasets, quiet, compile)
     train_set = str(set_folder / "synthetic.safetensors") if set_folder else cell.evaluate["train_set"]
     for seed in cell.seeds:
         folder = store.seed_folder(cell, seed)
-        if store.done(folder):
+
+        why = f"cell {cell.key}: seed {seed} evaluated a set since replaced"
+        _retire_outdated(store, folder, functools.partial(_stale_evaluation, store, cell, seed), why)
+        if store.evaluated(cell, seed):
             continue
         stage("cell %s: evaluating seed %d -> %s", cell.key, seed, folder)
         with store.locked(folder):
-            if not store.done(folder):
+            if not store.evaluated(cell, seed):
                 _evaluate_seed(cell, seed, folder, train_set, datasets, quiet, compile)
     return "done"
 
@@ -186,7 +252,7 @@ def run_experiment(
     for cell in experiment.cells(preset, root=root):
         if not fnmatch.fnmatch(cell.key, pattern):
             continue
-        if len(store.metrics(cell)) == len(cell.seeds):
+        if len(store.metrics(cell)) == len(cell.seeds) and not _set_outdated(cell, store, datasets):
             outcome.append((cell.key, "already done"))
             continue
         try:

@@ -6,6 +6,13 @@ resolved configs, so that a finished one is never recomputed and a changed confi
     <store>/cells/<digest of the cell>/seed<N>/           an evaluation run folder per seed
     .../done.json                                         written last: the folder is finished
 
+A folder's key is a digest of the cell's config as written (method, preset *name*, budget, ...), which
+does not change when the code's defaults or a method's preset values do. So each set also records the
+digest of its fully resolved settings (`config_digest` in its config.json) and each evaluation of a
+set records that digest in its done.json (`set_digest`): the runner recomputes a set whose recorded
+digest is not what the code resolves today, an evaluation counts only for the set it trained on, and a
+replaced folder is renamed aside (`<key>.stale-<old digest>`), never deleted.
+
 The digests leave out what only says where files are or how a run is driven (output folder, data root,
 progress, resume), and an evaluation names its condensed set by the set's digest, not its path: the
 store can move and two machines fill the same keys. Each folder is locked while a process works in it
@@ -94,14 +101,43 @@ class CellStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @staticmethod
+    def recorded_digest(folder: Path | None) -> str | None:
+        """The resolved-settings digest a set folder's config.json records (None: none written yet)."""
+        path = None if folder is None else folder / "config.json"
+        if path is None or not path.is_file():
+            return None
+        return json.loads(path.read_text()).get("config_digest")
+
+    def evaluated(self, cell: Cell, seed: int) -> bool:
+        """A finished evaluation of the cell's set as the store holds it now (or of a named set)."""
+        folder = self.seed_folder(cell, seed)
+        if not self.done(folder):
+            return False
+        if cell.condense is None:
+            return True
+        facts = json.loads((folder / "done.json").read_text())
+        return facts.get("set_digest") == self.recorded_digest(self.set_folder(cell))
+
     def metrics(self, cell: Cell) -> dict[int, dict[str, Any]]:
-        """Seed -> metrics.json of the finished evaluations of a cell."""
+        """Seed -> metrics.json of the finished evaluations of a cell (of its current set)."""
         out = {}
         for seed in cell.seeds:
             folder = self.seed_folder(cell, seed)
-            if self.done(folder) and (folder / "metrics.json").is_file():
+            if self.evaluated(cell, seed) and (folder / "metrics.json").is_file():
                 out[seed] = json.loads((folder / "metrics.json").read_text())
         return out
+
+    @staticmethod
+    def retire(folder: Path, digest: str | None) -> Path:
+        """Rename a folder of outdated settings aside (kept, no longer found by its key)."""
+        stem = f"{folder.name}.stale-{(digest or 'unknown')[:12]}"
+        target, n = folder.with_name(stem), 1
+        while target.exists():
+            n += 1
+            target = folder.with_name(f"{stem}-{n}")
+        folder.rename(target)
+        return target
 
     def set_card(self, cell: Cell) -> dict[str, Any] | None:
         folder = self.set_folder(cell)
