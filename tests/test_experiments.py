@@ -249,8 +249,46 @@ def test_a_train_run_of_the_cells_settings_is_adopted_and_another_refused(tmp_pa
     with pytest.raises(HashCondenseError, match=r"differ: \['train', 'train.epochs'\]"):
         adopt_run(store, whole, 1, other, {"map": 0.9}, "runs/other")
     dm = next(cell for cell in experiment.cells("cpu") if cell.key == "dm/1/16")
-    with pytest.raises(HashCondenseError, match="condenses a set"):
+    with pytest.raises(HashCondenseError, match="did not train on cell dm/1/16's stored set"):
         adopt_run(store, dm, 0, config, {"map": 0.9}, "runs/other")
+
+
+def test_a_probe_set_and_its_evaluation_of_the_cells_settings_are_adopted(tmp_path):
+    from hashcondense.condense import CondenseConfig, condense
+    from hashcondense.evaluate import EvalConfig, run_evaluation
+    from hashcondense.experiments.runner import adopt_run, adopt_set
+
+    steps = {"train": {"auto_steps": 4, "batch_size": 50}}
+    experiment = load_experiment(_file(tmp_path, evaluate=steps))
+    store = CellStore(tmp_path / "store")
+    dm = next(cell for cell in experiment.cells("cpu") if cell.key == "dm/1/16")
+    probe, other = tmp_path / "probe", tmp_path / "other"
+    condense(CondenseConfig.from_dict({**dm.condense, "out": str(probe), "show_progress": False}))
+    condense(
+        CondenseConfig.from_dict({**dm.condense, "out": str(other), "lr_img": 0.5, "show_progress": False})
+    )
+    with pytest.raises(HashCondenseError, match="not condensed with cell dm/1/16's settings"):
+        adopt_set(store, dm, other)
+    folder = adopt_set(store, dm, probe)
+    assert folder == store.set_folder(dm) and store.done(folder)
+    assert store.recorded_digest(folder) == store.recorded_digest(probe)
+    with pytest.raises(HashCondenseError, match="already has its set"):
+        adopt_set(store, dm, probe)
+
+    def evaluated(epochs: int, name: str) -> tuple[dict, dict]:
+        out = tmp_path / name  # 10 images, batch 50: one step an epoch, so 4 steps are 4 epochs
+        values = {**dm.evaluate, "train": {"epochs": epochs, "batch_size": 50}, "seed": 0, "out": str(out)}
+        run_evaluation(EvalConfig.from_dict({**values, "train_set": str(probe / "synthetic.safetensors")}))
+        return json.loads((out / "config.json").read_text()), json.loads((out / "metrics.json").read_text())
+
+    record, metrics = evaluated(3, "e3")
+    with pytest.raises(HashCondenseError, match=r"differ: \['train', 'train.epochs'\]"):
+        adopt_run(store, dm, 0, record["config"], metrics, "e3", train_set=record["train_set"])
+    record, metrics = evaluated(4, "e4")
+    adopt_run(store, dm, 0, record["config"], metrics, "e4", train_set=record["train_set"])
+    assert store.metrics(dm)[0]["map"] == metrics["map"]
+    assert dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)) == {"dm/1/16": "done"}
+    assert sorted(store.metrics(dm)) == [0, 1] and store.metrics(dm)[0]["map"] == metrics["map"]
 
 
 def test_a_set_made_with_settings_the_code_no_longer_gives_is_recomputed(tmp_path, monkeypatch):

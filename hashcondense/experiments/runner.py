@@ -10,24 +10,29 @@ import fnmatch
 import functools
 import json
 import logging
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from hashcondense.condense import CondenseConfig, condense
+from hashcondense.condense.checkpoint import CHECKPOINT
 from hashcondense.condense.setup import settings_digest
+from hashcondense.condense.synthetic import SET_FILE
 from hashcondense.data import RetrievalDataset, load_dataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate import EvalConfig, run_evaluation
 from hashcondense.experiments.spec import Cell, Experiment
 from hashcondense.experiments.store import CellStore, Locked
 from hashcondense.io.atomic import write_json
+from hashcondense.train.config import TrainConfig
 from hashcondense.utils.logs import stage
 
-__all__ = ["CellStatus", "adopt_run", "plan_cells", "run_experiment"]
+__all__ = ["CellStatus", "adopt_run", "adopt_set", "plan_cells", "run_experiment"]
 
 log = logging.getLogger("hashcondense.experiments")
+_TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 
 
 @dataclass
@@ -69,7 +74,9 @@ def _priced(status: CellStatus, store: CellStore, model: Any, datasets: _Dataset
         status.cost += "; not priced: its data does not load (check --root)"
         return status
     seconds, parts = 0.0, []
-    condense_left = cell.condense is not None and not store.done(store.set_folder(cell))
+    condense_left = cell.condense is not None and (
+        status.status == "stale" or not store.done(store.set_folder(cell))
+    )
     if condense_left and cell.condense["method"] != "random":
         budget = cell.condense.get("time_budget")
         pool = model.pool_seconds(cell.condense, data, pool_cached=False)
@@ -199,22 +206,28 @@ def _retire_outdated(store: CellStore, folder: Path, outdated: Callable[[], str 
         return True
 
 
+def _retire_stale_set(store: CellStore, cell: Cell, current: str) -> None:
+    """Rename aside the cell's set folder when it was made with other settings than `current`, with
+    the cell's unfinished evaluations (they trained on the old set: never resumed)."""
+    folder = store.set_folder(cell)
+    old = store.recorded_digest(folder)
+
+    def stale() -> str | None:
+        recorded = store.recorded_digest(folder)
+        return recorded if recorded not in (None, current) else None
+
+    why = f"cell {cell.key}: its set was made with other settings than the code resolves today"
+    if _retire_outdated(store, folder, stale, why):
+        for seed in cell.seeds:
+            seed_folder = store.seed_folder(cell, seed)
+            unfinished = functools.partial(_unfinished, seed_folder, old)
+            _retire_outdated(store, seed_folder, unfinished, f"cell {cell.key}: seed {seed} used the old set")
+
+
 def _run_cell(cell: Cell, store: CellStore, datasets: _Datasets, quiet: bool, compile: bool) -> str:
     set_folder = store.set_folder(cell)
     if set_folder is not None:
-        current = current_digest(cell, datasets)
-
-        def stale_set() -> str | None:
-            recorded = store.recorded_digest(set_folder)
-            return recorded if recorded not in (None, current) else None
-
-        why = f"cell {cell.key}: its set was made with other settings than the code resolves today"
-        old = stale_set()
-        if _retire_outdated(store, set_folder, stale_set, why):
-            for seed in cell.seeds:  # an unfinished evaluation trained on the old set: never resumed
-                folder = store.seed_folder(cell, seed)
-                unfinished = functools.partial(_unfinished, folder, old)
-                _retire_outdated(store, folder, unfinished, f"cell {cell.key}: seed {seed} used the old set")
+        _retire_stale_set(store, cell, current_digest(cell, datasets))
         if not store.done(set_folder):
             stage("cell %s: condensing -> %s", cell.key, set_folder)
             with store.locked(set_folder):
@@ -277,6 +290,37 @@ def _deciding(values: dict[str, Any]) -> dict[str, Any]:
     return {**kept, "train": train}
 
 
+def adopt_set(store: CellStore, cell: Cell, source: str | Path) -> Path:
+    """Copy a finished condensation run made outside the store (a `hashcondense condense` folder) into
+    `cell`'s set folder, when the settings it recorded (`config_digest`) are what the cell resolves
+    today: a probe run with the cell's settings is not condensed again. Refuses anything else."""
+    if cell.condense is None:
+        raise HashCondenseError(f"cell {cell.key} trains on a named set; it has no condensed set to adopt")
+    source = Path(source)
+    recorded = store.recorded_digest(source)
+    if recorded is None or not (source / SET_FILE).is_file():
+        raise HashCondenseError(f"{source} holds no finished condensation run (config.json and {SET_FILE})")
+    current = current_digest(cell, _Datasets())
+    if recorded != current:
+        raise HashCondenseError(
+            f"{source} was not condensed with cell {cell.key}'s settings (digests differ)"
+        )
+    folder = store.set_folder(cell)
+    _retire_stale_set(store, cell, current)
+    if store.recorded_digest(folder) is not None:
+        raise HashCondenseError(f"cell {cell.key} already has its set (or a run making it) in {folder}")
+    card = json.loads((source / "card.json").read_text()) if (source / "card.json").is_file() else {}
+    with store.locked(folder):
+        for path in source.iterdir():
+            if path.is_dir():
+                shutil.copytree(path, folder / path.name, dirs_exist_ok=True)
+            elif path.name not in (CHECKPOINT, ".lock", "done.json"):
+                shutil.copy2(path, folder / path.name)
+        facts = {key: card.get(key) for key in ("stopped", "steps_done", "steps_total")}
+        CellStore.mark_done(folder, {"date": _today(), **facts, "adopted_from": str(source)})
+    return folder
+
+
 def adopt_run(
     store: CellStore,
     cell: Cell,
@@ -285,29 +329,49 @@ def adopt_run(
     metrics: dict[str, Any],
     source: str,
     date: str | None = None,
+    train_set: dict[str, Any] | None = None,
 ) -> Path:
     """Put a finished `hashcondense train` run measured outside the store (its config.json "config" and
     its metrics.json) into `cell`'s seed folder, when its settings are the cell's: a whole-split run
     of hours is then not repeated for the report. Refuses a run of other settings, naming them.
+    A cell that condenses a set takes a run that trained on that very set: `train_set` is the
+    description its config.json records, whose set digest must be the stored set's; the cell's
+    evaluation length (`auto_steps`) then counts in the epochs it gives on that set.
     `date`: when the run was measured (default today)."""
-    if cell.condense is not None:
-        raise HashCondenseError(
-            f"cell {cell.key} condenses a set; only a cell that trains on a named set adopts"
-        )
     wanted = _deciding({**cell.evaluate, "seed": seed})
     found = _deciding(config)
     if wanted["train"].get("flip") is None:  # the dataset's default, which the run resolved and recorded
         wanted["train"]["flip"] = found["train"].get("flip")
-    if wanted != found or config.get("train_set") != cell.evaluate.get("train_set"):
+    facts: dict[str, Any] = {}
+    if cell.condense is not None:
+        stored = store.recorded_digest(store.set_folder(cell))
+        card = (train_set or {}).get("card") or {}
+        if stored is None or not store.done(store.set_folder(cell)) or card.get("config_digest") != stored:
+            raise HashCondenseError(f"{source} did not train on cell {cell.key}'s stored set")
+        if not wanted["train"].get("epochs"):
+            recipe = TrainConfig(**{k: v for k, v in wanted["train"].items() if k in _TRAIN_FIELDS})
+            wanted["train"]["epochs"] = recipe.resolved_epochs(int(train_set["num_images"]))
+            wanted["train"].pop("auto_steps", None)
+        facts["set_digest"] = stored
+    elif config.get("train_set") != cell.evaluate.get("train_set"):
+        raise HashCondenseError(
+            f"{source} was not run with cell {cell.key}'s settings (differ: ['train_set'])"
+        )
+    if wanted != found:
         differ = sorted(
             {k for k in wanted if wanted[k] != found.get(k)}
             | {f"train.{k}" for k in wanted["train"] if wanted["train"][k] != found["train"].get(k)}
         )
         raise HashCondenseError(f"{source} was not run with cell {cell.key}'s settings (differ: {differ})")
     folder = store.seed_folder(cell, seed)
+    if cell.condense is not None:
+        why = f"cell {cell.key}: seed {seed} evaluated a set since replaced"
+        _retire_outdated(store, folder, functools.partial(_stale_evaluation, store, cell, seed), why)
+    if store.evaluated(cell, seed):
+        raise HashCondenseError(f"cell {cell.key} already has a finished seed {seed} in {folder}")
     with store.locked(folder):
         write_json(folder / "config.json", {"config": config, "adopted_from": source})
         write_json(folder / "metrics.json", metrics)
-        facts = {"date": date or _today(), "map": metrics["map"], "adopted_from": source}
+        facts = {"date": date or _today(), "map": metrics["map"], "adopted_from": source, **facts}
         CellStore.mark_done(folder, facts)
     return folder
