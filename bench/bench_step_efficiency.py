@@ -109,14 +109,17 @@ def _engine(method: str, ipc: int, root: str, pool_dir: str, out: str, dataset, 
 
 
 def measure_step(
-    method: str, ipc: int, steps: int, root: str, pool_dir: str, dataset, conv_rate: float, compile: bool
+    method: str, ipc: int, steps: int, root: str, pool_dir: str, dataset, conv_rate: float, mode: str
 ) -> dict:
     """One (method, ipc) row: median step time after a warm-up step, FLOPs of one step, efficiency.
     `compile`: the engine runs with CondenseConfig.compile; its FLOPs are counted on an uncompiled
     step first (hooks do not fire inside compiled code; the FLOPs are the same), then a compiled
-    warm-up step compiles (not timed)."""
+    warm-up step compiles (not timed). A mode with "fused" runs the step inside models.fused_blocks.
+    """
     from hashcondense.condense.embedding_matching import _embed
+    from hashcondense.models.fused import fused_blocks
 
+    compile = "compiled" in mode
     with tempfile.TemporaryDirectory() as tmp:
         engine = _engine(method, ipc, root, pool_dir, tmp, dataset, compile)
         net = getattr(engine.method, "net", None)
@@ -140,17 +143,19 @@ def measure_step(
             engine._step(0, 0)  # compiles: not timed
         update = _time_after_inner(m)
         times = []
-        for inner in range(1, steps + 1):
-            start = time.perf_counter()
-            engine._step(0, inner)
-            times.append(time.perf_counter() - start)
+        with fused_blocks("fused" in mode):  # after the FLOP count: the fused path bypasses conv hooks
+            engine._step(0, 0)  # builds the kernel: not timed
+            for inner in range(1, steps + 1):
+                start = time.perf_counter()
+                engine._step(0, inner)
+                times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     update_seconds = statistics.median(update) if update else 0.0
     rate = flops / seconds / 1e9
     return {
         "method": method,
         "ipc": ipc,
-        "compiled": compile,
+        "mode": mode,
         "step_seconds": round(seconds, 3),
         "gflop": round(flops / 1e9, 1),
         "gflops": round(rate, 1),
@@ -251,13 +256,15 @@ def main() -> None:
     p.add_argument(
         "--modes",
         default="eager",
-        help="eager, compiled or eager,compiled (both rows of a method and ipc timed one after the other)",
+        help="comma-separated: eager, compiled, fused (eager with models.fused_blocks), compiled+fused "
+        "(each row of a method and ipc timed one after the other)",
     )
     p.add_argument("--split-ipc", type=int, default=10, help="images per class of the IEM time split")
     p.add_argument("--pool-dir", default=str(HERE / "out" / ".pool_cache"))
     a = p.parse_args()
 
     from hashcondense.data import load_dataset
+    from hashcondense.models.fused import fused_blocks
     from hashcondense.runtime import tune_allocator
 
     tune_allocator()
@@ -268,23 +275,23 @@ def main() -> None:
     dataset = load_dataset("cifar10", root=a.root)
     rows = []
     conv_rate = machine["conv_gflops"]
-    modes = [m == "compiled" for m in a.modes.split(",")]
+    modes = a.modes.split(",")
     for ipc in [int(x) for x in a.ipc.split(",")]:
         for method in a.methods.split(","):
-            for compile in modes:
-                row = measure_step(method, ipc, a.steps, a.root, a.pool_dir, dataset, conv_rate, compile)
+            for mode in modes:
+                row = measure_step(method, ipc, a.steps, a.root, a.pool_dir, dataset, conv_rate, mode)
                 rows.append(row)
-                mode = "compiled" if compile else "eager"
-                line = f"{method:>4} ipc {ipc:>2} {mode:>8}: step {row['step_seconds']:.3f} s, "
+                line = f"{method:>4} ipc {ipc:>2} {mode:>14}: step {row['step_seconds']:.3f} s, "
                 line += f"{row['gflop']} GFLOP, {row['gflops']} GFLOP/s, "
                 line += f"efficiency {100 * row['efficiency']:.0f} %"
                 if row["network_update_seconds"]:
                     line += f"; network update {row['network_update_seconds']:.3f} s of the step"
                 print(line, flush=True)
     splits = {}
-    for compile in modes if a.split_ipc > 0 else []:  # --split-ipc 0: no split
-        mode = "compiled" if compile else "eager"
-        split = splits[mode] = iem_split(a.split_ipc, a.steps, a.root, a.pool_dir, dataset, compile)
+    for mode in modes if a.split_ipc > 0 else []:  # --split-ipc 0: no split
+        with fused_blocks("fused" in mode):
+            split = iem_split(a.split_ipc, a.steps, a.root, a.pool_dir, dataset, "compiled" in mode)
+        splits[mode] = split
         total = sum(split.values())
         print(f"IEM step at {a.split_ipc}/class, {mode}, part by part (median, sum {total:.3f} s):")
         for name, seconds in split.items():

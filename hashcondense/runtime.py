@@ -79,8 +79,9 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 
 
 def check_compile(device: torch.device) -> None:
-    """Refuse `compile` where torch.compile cannot build kernels: on a CPU, Inductor compiles C++ and
-    needs a compiler (the CXX variable, else g++, c++ or clang++ on the PATH); on CUDA, Triton."""
+    """Refuse `compile` where its kernels cannot be built: on a CPU, Inductor compiles C++ and needs a
+    compiler (the CXX variable, else g++, c++ or clang++ on the PATH) and the fused norm/ReLU/pool
+    kernel (models.fused) ninja; on CUDA, Triton."""
     if device.type == "cuda":
         try:
             import triton  # noqa: F401
@@ -96,6 +97,10 @@ def check_compile(device: torch.device) -> None:
         raise HashCondenseError(
             f"--compile needs a C++ compiler on a CPU (looked for {', '.join(names)}); "
             "install g++ or run without --compile"
+        )
+    if not shutil.which("ninja"):  # the fused norm/ReLU/pool kernel is built with it (models.fused)
+        raise HashCondenseError(
+            "--compile needs ninja on a CPU (pip install ninja); or run without --compile"
         )
 
 

@@ -8,7 +8,7 @@ Speed: all classes of a group go through the network together, the real images i
 (in chunks of at most `max_forward` images) and the synthetic images in one forward + backward. This
 equals the per-class computation because the networks act per sample (instance norm, or batch norm
 in eval mode: the network is always in eval mode here) and each class loss depends only on its own
-rows. With `compile` the embedding is compiled once per process (`runtime.compiled`) and serves every
+rows. With `compile` the embedding is compiled once per process (`models.fused.accelerated`) and serves every
 network the methods draw (a function of the network, so a new DM network or pool member does not
 recompile). (Deviation to note: DM and Acc-DD run batch-norm networks in train mode, i.e. with per-class
 batch statistics; for the default instance-norm networks there is no difference.)
@@ -23,7 +23,7 @@ from torch import nn
 
 from hashcondense.condense.context import MatchBatch
 from hashcondense.condense.method import CondenseMethod
-from hashcondense.runtime import compiled
+from hashcondense.models.fused import accelerated
 
 __all__ = ["EmbeddingMatching", "class_means"]
 
@@ -48,7 +48,7 @@ class EmbeddingMatching(CondenseMethod):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         assert self.net is not None, "begin_outer must set the network"
         if self._embed_fn is None:
-            self._embed_fn = compiled(_embed, bool(self.context.config.compile))
+            self._embed_fn = accelerated(_embed, bool(self.context.config.compile))
         return self._embed_fn(self.net, x)
 
     def match_losses(self, batch: MatchBatch) -> torch.Tensor:

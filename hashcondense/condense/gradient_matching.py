@@ -74,7 +74,7 @@ from hashcondense.condense.method import CondenseMethod
 from hashcondense.condense.synthetic import decode
 from hashcondense.errors import HashCondenseError
 from hashcondense.io.tensors import strip_prefix
-from hashcondense.runtime import compiled
+from hashcondense.models.fused import accelerated
 from hashcondense.train import NonFiniteLoss, load_network_state, network_state, shuffled_batches, train_step
 from hashcondense.train.data_parallel import DataParallel
 from hashcondense.utils import distributed
@@ -232,7 +232,7 @@ class GradientMatching(CondenseMethod):
         self.net = ctx.new_network(Streams.NETWORK, outer).requires_grad_(True)
         # the network updates may run compiled; the matching's double backward stays eager (torch.compile
         # does not differentiate twice). A fresh network of the same architecture reuses the compiled code.
-        self.forward = compiled(self.net, bool(ctx.config.compile))
+        self.forward = accelerated(self.net, bool(ctx.config.compile))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(ctx.seed, _Streams.HASHING, outer))
             hashing = ctx.new_hashing()

@@ -44,8 +44,9 @@ from hashcondense.hashing import HashingMethod, create_hashing
 from hashcondense.io.atomic import ensure_writable_dir, write_json
 from hashcondense.io.tensors import load_tensors, save_tensors
 from hashcondense.models import HashingNetwork
+from hashcondense.models.fused import accelerated
 from hashcondense.retrieval import evaluate_retrieval
-from hashcondense.runtime import check_compile, compiled, resolve_device, seed_everything, versions
+from hashcondense.runtime import check_compile, resolve_device, seed_everything, versions
 from hashcondense.train import (
     TrainCheckpoint,
     build_network,
@@ -238,7 +239,7 @@ def _train(config: EvalConfig, run: _Prepared) -> tuple[torch.nn.Module, Hashing
     shard = distributed.is_active()
 
     def on_epoch(epoch: int, net, method) -> dict[str, float]:
-        encoder = compiled(net, config.compile)
+        encoder = accelerated(net, config.compile)
         m = evaluate_network(
             encoder, run.dataset, config.bits, topk=config.topk, device=run.device, shard=shard
         )
@@ -306,7 +307,7 @@ def run_evaluation(config: EvalConfig, dataset: RetrievalDataset | None = None) 
             f"{len(run.dataset.database):,}",
         )
         metrics = evaluate_network(
-            compiled(net, config.compile),
+            accelerated(net, config.compile),
             run.dataset,
             config.bits,
             topk=config.topk,

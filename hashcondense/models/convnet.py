@@ -18,6 +18,7 @@ from torch import nn
 
 from hashcondense.errors import HashCondenseError
 from hashcondense.models.base import Backbone
+from hashcondense.models.fused import fused_enabled, image_conv, norm_relu_pool
 from hashcondense.models.registry import register_model
 
 __all__ = ["NORMS", "ConvNet", "convnet3", "convnet4", "norm2d"]
@@ -79,7 +80,15 @@ class ConvNet(Backbone):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, S, S) -> last feature map (B, width, S >> D, S >> D)."""
+        if fused_enabled() and self._fusable(x):
+            return _fused_features(self.features, x)
         return self.features(x)
+
+    def _fusable(self, x: torch.Tensor) -> bool:
+        """The fused kernel's case: instance norm, float32 on a CPU (models.fused)."""
+        return (
+            x.device.type == "cpu" and x.dtype == torch.float32 and isinstance(self.features[1], nn.GroupNorm)
+        )
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map -> flat feature (B, feature_dim)."""
@@ -87,6 +96,16 @@ class ConvNet(Backbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+@torch.compiler.disable  # eager with the fused kernel beats Inductor's code around it (BENCHMARKS.md)
+def _fused_features(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`features` (conv, norm, ReLU, pool per stage) with each stage's last three as one kernel."""
+    for conv, norm in zip(features[0::4], features[1::4], strict=True):
+        narrow = conv.in_channels <= 4 and conv.bias is not None  # the images: see fused.image_conv
+        x = image_conv(x, conv.weight, conv.bias) if narrow else conv(x)
+        x = norm_relu_pool(x, norm.weight, norm.bias)
+    return x
 
 
 @register_model("convnet3")

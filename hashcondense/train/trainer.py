@@ -30,7 +30,8 @@ from hashcondense.augment import cutmix
 from hashcondense.errors import HashCondenseError
 from hashcondense.hashing import HashingMethod, create_hashing
 from hashcondense.models import HashingNetwork
-from hashcondense.runtime import compiled, generator
+from hashcondense.models.fused import accelerated
+from hashcondense.runtime import generator
 from hashcondense.train.checkpoint import TrainCheckpoint
 from hashcondense.train.config import TrainConfig
 from hashcondense.train.data_parallel import DataParallel, has_batch_norm
@@ -64,7 +65,9 @@ class _Run:
     epochs: int
     step: int = 0
     parallel: DataParallel | None = None  # data-parallel over the run's processes
-    forward: nn.Module | None = None  # what the steps call: `net`, or `net` compiled (`runtime.compiled`)
+    forward: nn.Module | None = (
+        None  # what the steps call: `net`, or `net` compiled (`models.fused.accelerated`)
+    )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -234,7 +237,7 @@ def train_hashing_network(
     each trains on its share of every global batch (`train.data_parallel`); rank 0 alone writes the
     checkpoint, and `on_epoch` runs on every process. Without a process group of several processes
     it changes nothing.
-    `compile`: the training steps run the network compiled (`runtime.compiled`: faster, float sums in
+    `compile`: the training steps run the network compiled (`models.fused.accelerated`: faster, float sums in
     another order); the returned network, the optimiser and the checkpoints are the uncompiled module's.
     """
     config.check()
@@ -248,7 +251,7 @@ def train_hashing_network(
     run = _start(images, labels, hashing, config, seed, device, arch, dict(arch_kwargs or {}), normalization)
     data_parallel = data_parallel and distributed.is_active()
     history, first_epoch, seconds_before = _resume(run, checkpoint, data_parallel)
-    run.forward = compiled(run.net, compile)
+    run.forward = accelerated(run.net, compile)
     if data_parallel:
         if has_batch_norm(run.net) and distributed.is_main():
             log.warning(
