@@ -128,7 +128,8 @@ class CondenseConfig:
     Networks: hashing method, arch (+ arch_kwargs, e.g. {"width": 32}), bits.
     options: method-specific settings (IEM: use_pool, pool_size, pool_epochs, pool_lr, pool_batch,
     pool_dir, perturb_min, perturb_max); unknown keys are an error naming the valid ones.
-    Run: seed, device, compile (torch.compile the networks' passes: faster steps, floats summed in
+    Run: seed, device, compile (torch.compile the networks' passes, with the fused CPU kernel of
+    models.fused on first-order ones: faster steps, floats summed in
     another order, so the set agrees with an uncompiled run to rounding, not bit for bit),
     time_budget (seconds of the R x M loop, summed over resumes; set-up and pool
     training are not counted; None = no limit), budget_clock ("wall": elapsed seconds; "cpu": this
