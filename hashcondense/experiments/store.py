@@ -116,8 +116,8 @@ class CellStore:
             return False
         if cell.condense is None:
             return True
-        facts = json.loads((folder / "done.json").read_text())
-        return facts.get("set_digest") == self.recorded_digest(self.set_folder(cell))
+        measured = json.loads((folder / "done.json").read_text()).get("set_digest")
+        return measured is not None and measured == self.recorded_digest(self.set_folder(cell))
 
     def metrics(self, cell: Cell) -> dict[int, dict[str, Any]]:
         """Seed -> metrics.json of the finished evaluations of a cell (of its current set)."""
