@@ -2,6 +2,8 @@
 PyTorch's numbers to rounding, forward and backward, the same for any thread count, never differentiated
 twice, and ConvNet's output unchanged inside `fused_blocks()`."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -75,6 +77,15 @@ def test_convnet_inside_fused_blocks_agrees_and_accelerated_keeps_parameters():
         (fused_grad,) = torch.autograd.grad(fused.square().sum(), images)
     assert torch.allclose(fused, plain, rtol=1e-4, atol=1e-5)
     assert torch.allclose(fused_grad, plain_grad, rtol=1e-3, atol=1e-5)
+    # training: every parameter's gradient, the image convolution's (fused.image_conv) included
+    grads = []
+    for context in (contextlib.nullcontext(), fused_blocks()):
+        net.zero_grad()
+        with context:
+            net(images.detach()).square().sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    for (name, _), a, b in zip(net.named_parameters(), *grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
     # a batch-norm ConvNet is not the kernel's case: the plain path, bit for bit
     other = create_model("convnet3", in_channels=3, image_size=32, width=16, norm="batch").eval()
     with fused_blocks():
