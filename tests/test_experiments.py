@@ -332,3 +332,24 @@ def test_a_set_made_with_settings_the_code_no_longer_gives_is_recomputed(tmp_pat
     path = store.seed_folder(dm, 0) / "done.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "set_digest": old}))
     assert sorted(store.metrics(dm)) == [1]
+
+
+def test_a_set_written_differently_with_the_same_resolved_settings_is_shared(tmp_path):
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)
+    dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
+    recorded = json.loads((store.set_folder(dm) / "config.json").read_text())["config"]
+    explicit = {**TINY["condense"], "momentum": recorded["momentum"]}  # the default, written out
+    other = load_experiment(_file(tmp_path, "explicit.json", condense=explicit))
+    twin = next(c for c in other.cells("cpu") if c.key == "dm/1/16")
+    assert store.set_folder(twin) != store.set_folder(dm)  # another key...
+
+    def times() -> list[int]:
+        return [(store.seed_folder(dm, s) / "metrics.json").stat().st_mtime_ns for s in dm.seeds]
+
+    before = times()
+    assert dict(run_experiment(other, store, "cpu", pattern="dm/*", quiet=True)) == {"dm/1/16": "done"}
+    assert store.set_folder(twin).is_symlink()  # ...the same set, and the same evaluations
+    assert store.set_folder(twin).resolve() == store.set_folder(dm).resolve()
+    assert store.cell_folder(twin) == store.cell_folder(dm)
+    assert times() == before and sorted(store.metrics(twin)) == [0, 1]  # nothing recomputed

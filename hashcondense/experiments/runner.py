@@ -227,7 +227,11 @@ def _retire_stale_set(store: CellStore, cell: Cell, current: str) -> None:
 def _run_cell(cell: Cell, store: CellStore, datasets: _Datasets, quiet: bool, compile: bool) -> str:
     set_folder = store.set_folder(cell)
     if set_folder is not None:
-        _retire_stale_set(store, cell, current_digest(cell, datasets))
+        current = current_digest(cell, datasets)
+        _retire_stale_set(store, cell, current)
+        shared = store.share_set(cell, current)
+        if shared is not None:
+            stage("cell %s: its set has the settings of %s; shared, not condensed again", cell.key, shared)
         if not store.done(set_folder):
             stage("cell %s: condensing -> %s", cell.key, set_folder)
             with store.locked(set_folder):

@@ -11,7 +11,8 @@ does not change when the code's defaults or a method's preset values do. So each
 digest of its fully resolved settings (`config_digest` in its config.json) and each evaluation of a
 set records that digest in its done.json (`set_digest`): the runner recomputes a set whose recorded
 digest is not what the code resolves today, an evaluation counts only for the set it trained on, and a
-replaced folder is renamed aside (`<key>.stale-<old digest>`), never deleted.
+replaced folder is renamed aside (`<key>.stale-<old digest>`), never deleted. A cell whose set key is
+new but whose resolved settings are those of a finished set links to it (`share_set`, a symlink).
 
 The digests leave out what only says where files are or how a run is driven (output folder, data root,
 progress, resume), and an evaluation names its condensed set by the set's digest, not its path: the
@@ -69,8 +70,9 @@ class CellStore:
 
     def cell_folder(self, cell: Cell) -> Path:
         evaluate = _settings(cell.evaluate)
-        if cell.condense is not None:
-            evaluate["train_set"] = f"set:{_digest(_settings(cell.condense))}"
+        folder = self.set_folder(cell)
+        if folder is not None:  # a set shared under another key (share_set) is named by that key
+            evaluate["train_set"] = f"set:{folder.resolve().name if folder.is_symlink() else folder.name}"
         # no cell key in the digest: the same set evaluated the same way is one measurement, shared by
         # every experiment that asks for it (table1's iem/10/64 is also a point of the length curve)
         return self.root / "cells" / _digest({"evaluate": evaluate})
@@ -127,6 +129,24 @@ class CellStore:
             if self.evaluated(cell, seed) and (folder / "metrics.json").is_file():
                 out[seed] = json.loads((folder / "metrics.json").read_text())
         return out
+
+    def share_set(self, cell: Cell, digest: str) -> Path | None:
+        """Link the cell's set folder, when it does not exist yet, to a finished set made under another
+        key with the same resolved settings (`digest`): two experiments that write one set differently
+        (table4's explicit `use_pool: true, factor: 2` against table1's defaults) share it, and its
+        evaluations. Returns the shared folder, or None."""
+        folder = self.set_folder(cell)
+        if folder is None or folder.exists() or folder.is_symlink():
+            return None
+        for config in sorted((self.root / "sets").glob("*/config.json")):
+            other = config.parent
+            if other.is_symlink() or ".stale-" in other.name or not self.done(other):
+                continue
+            if self.recorded_digest(other) == digest:
+                with contextlib.suppress(FileExistsError):  # another process linked it meanwhile
+                    folder.symlink_to(other.name)  # relative: the store can move
+                return other
+        return None
 
     @staticmethod
     def retire(folder: Path, digest: str | None) -> Path:
