@@ -343,6 +343,8 @@ def test_a_set_written_differently_with_the_same_resolved_settings_is_shared(tmp
     other = load_experiment(_file(tmp_path, "explicit.json", condense=explicit))
     twin = next(c for c in other.cells("cpu") if c.key == "dm/1/16")
     assert store.set_folder(twin) != store.set_folder(dm)  # another key...
+    (planned,) = plan_cells(other, store, "cpu", pattern="dm/*")
+    assert planned.shared == store.set_folder(dm) and "linked when run" in planned.cost
 
     def times() -> list[int]:
         return [(store.seed_folder(dm, s) / "metrics.json").stat().st_mtime_ns for s in dm.seeds]

@@ -42,6 +42,7 @@ class CellStatus:
     seeds_done: int
     cost: str  # what the cell will spend, from its settings (and priced on this machine if asked)
     minutes: float | None = None  # the estimated CPU-minutes of what is left; None: not priced
+    shared: Path | None = None  # a finished set of the same resolved settings under another key
 
     def line(self) -> str:
         seeds = f"{self.seeds_done}/{len(self.cell.seeds)} seeds"
@@ -75,7 +76,8 @@ def _priced(status: CellStatus, store: CellStore, model: Any, datasets: _Dataset
         return status
     seconds, parts = 0.0, []
     condense_left = cell.condense is not None and (
-        status.status == "stale" or not store.done(store.set_folder(cell))
+        status.status == "stale"
+        or not (store.done(store.set_folder(cell)) or "linked when run" in status.cost)
     )
     if condense_left and cell.condense["method"] != "random":
         budget = cell.condense.get("time_budget")
@@ -112,12 +114,17 @@ def plan_cells(
             continue
         done = len(store.metrics(cell))
         status = "done" if done == len(cell.seeds) else ("partial" if done else "todo")
+        shared = None
         try:
             if _set_outdated(cell, store, datasets):
                 status, done = "stale", 0
+            elif cell.condense is not None:
+                shared = store.equivalent_set(cell, current_digest(cell, datasets))
         except HashCondenseError:  # its data does not load here: what the store holds is all we know
             pass
-        line = CellStatus(cell, status, done, _cost(cell))
+        line = CellStatus(cell, status, done, _cost(cell), shared=shared)
+        if shared is not None:  # evaluations made on it count once linked; priced here in full
+            line.cost += f"; its set is made (sets/{shared.name}, linked when run)"
         out.append(_priced(line, store, price, datasets) if price and status != "done" else line)
     return out
 

@@ -135,6 +135,16 @@ class CellStore:
         key with the same resolved settings (`digest`): two experiments that write one set differently
         (table4's explicit `use_pool: true, factor: 2` against table1's defaults) share it, and its
         evaluations. Returns the shared folder, or None."""
+        folder, other = self.set_folder(cell), self.equivalent_set(cell, digest)
+        if folder is None or other is None:
+            return None
+        with contextlib.suppress(FileExistsError):  # another process linked it meanwhile
+            folder.symlink_to(other.name)  # relative: the store can move
+        return other
+
+    def equivalent_set(self, cell: Cell, digest: str) -> Path | None:
+        """A finished set of resolved settings `digest` under another key, when the cell has no set
+        folder yet (what `share_set` would link; reads only)."""
         folder = self.set_folder(cell)
         if folder is None or folder.exists() or folder.is_symlink():
             return None
@@ -143,8 +153,6 @@ class CellStore:
             if other.is_symlink() or ".stale-" in other.name or not self.done(other):
                 continue
             if self.recorded_digest(other) == digest:
-                with contextlib.suppress(FileExistsError):  # another process linked it meanwhile
-                    folder.symlink_to(other.name)  # relative: the store can move
                 return other
         return None
 
