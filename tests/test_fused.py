@@ -102,3 +102,16 @@ def test_compile_without_ninja_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(runtime.shutil, "which", lambda name: None if name == "ninja" else real(name))
     with pytest.raises(HashCondenseError, match=r"--compile needs ninja on a CPU \(pip install ninja\)"):
         runtime.check_compile(torch.device("cpu"))
+
+
+def test_fused_blocks_builds_nothing_where_no_kernel_runs(monkeypatch):
+    """A CUDA run (never fused) enters fused_blocks through --compile: it must not need the CPU build."""
+    from hashcondense.models import fused
+
+    def no_build():
+        raise AssertionError("the CPU extension was built")
+
+    monkeypatch.setattr(fused, "_extension", no_build)
+    other = create_model("convnet3", in_channels=3, image_size=32, width=8, norm="batch").eval()
+    with fused_blocks():
+        other(torch.randn(2, 3, 32, 32))

@@ -141,8 +141,7 @@ def fused_enabled() -> bool:
 @contextlib.contextmanager
 def fused_blocks(enabled: bool = True) -> Iterator[None]:
     """ConvNets called inside the block use the fused kernel where it applies (see the module)."""
-    if enabled:
-        _extension()  # built (or refused) up front, not in the middle of a step
+    # the extension is built on the kernel's first call, so a CUDA run (never fused) does not build it
     previous = fused_enabled()
     _STATE.enabled = enabled
     try:
