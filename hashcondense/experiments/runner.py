@@ -76,8 +76,7 @@ def _priced(status: CellStatus, store: CellStore, model: Any, datasets: _Dataset
         return status
     seconds, parts = 0.0, []
     condense_left = cell.condense is not None and (
-        status.status == "stale"
-        or not (store.done(store.set_folder(cell)) or "linked when run" in status.cost)
+        status.status == "stale" or not (store.done(store.set_folder(cell)) or status.shared is not None)
     )
     if condense_left and cell.condense["method"] != "random":
         budget = cell.condense.get("time_budget")
@@ -116,10 +115,11 @@ def plan_cells(
         status = "done" if done == len(cell.seeds) else ("partial" if done else "todo")
         shared = None
         try:
-            if _set_outdated(cell, store, datasets):
+            current = current_digest(cell, datasets) if cell.condense is not None else None
+            if current is not None and _set_outdated(cell, store, current):
                 status, done = "stale", 0
-            elif cell.condense is not None:
-                shared = store.equivalent_set(cell, current_digest(cell, datasets))
+            elif current is not None:
+                shared = store.equivalent_set(cell, current)
         except HashCondenseError:  # its data does not load here: what the store holds is all we know
             pass
         line = CellStatus(cell, status, done, _cost(cell), shared=shared)
@@ -182,10 +182,10 @@ def current_digest(cell: Cell, datasets: _Datasets) -> str:
     return settings_digest(config, dataset=datasets.get(cell.condense))
 
 
-def _set_outdated(cell: Cell, store: CellStore, datasets: _Datasets) -> bool:
-    """The cell's stored set (finished or not) was made with settings other than today's."""
+def _set_outdated(cell: Cell, store: CellStore, current: str) -> bool:
+    """The cell's stored set (finished or not) was made with other settings than `current`."""
     recorded = store.recorded_digest(store.set_folder(cell))
-    return recorded is not None and recorded != current_digest(cell, datasets)
+    return recorded is not None and recorded != current
 
 
 def _stale_evaluation(store: CellStore, cell: Cell, seed: int) -> str | None:
@@ -231,10 +231,12 @@ def _retire_stale_set(store: CellStore, cell: Cell, current: str) -> None:
             _retire_outdated(store, seed_folder, unfinished, f"cell {cell.key}: seed {seed} used the old set")
 
 
-def _run_cell(cell: Cell, store: CellStore, datasets: _Datasets, quiet: bool, compile: bool) -> str:
+def _run_cell(
+    cell: Cell, store: CellStore, datasets: _Datasets, quiet: bool, compile: bool, current: str | None
+) -> str:
+    """Condense (unless shared or done) and evaluate one cell; `current`: its set's resolved digest."""
     set_folder = store.set_folder(cell)
-    if set_folder is not None:
-        current = current_digest(cell, datasets)
+    if set_folder is not None and current is not None:
         _retire_stale_set(store, cell, current)
         shared = store.share_set(cell, current)
         if shared is not None:
@@ -276,11 +278,14 @@ def run_experiment(
     for cell in experiment.cells(preset, root=root):
         if not fnmatch.fnmatch(cell.key, pattern):
             continue
-        if len(store.metrics(cell)) == len(cell.seeds) and not _set_outdated(cell, store, datasets):
+        current = current_digest(cell, datasets) if cell.condense is not None else None
+        if len(store.metrics(cell)) == len(cell.seeds) and not (
+            current and _set_outdated(cell, store, current)
+        ):
             outcome.append((cell.key, "already done"))
             continue
         try:
-            outcome.append((cell.key, _run_cell(cell, store, datasets, quiet, compile)))
+            outcome.append((cell.key, _run_cell(cell, store, datasets, quiet, compile, current)))
         except Locked as busy:
             stage("cell %s: %s is being computed by another process; skipped", cell.key, busy)
             outcome.append((cell.key, "skipped: running elsewhere"))
