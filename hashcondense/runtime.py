@@ -98,10 +98,24 @@ def check_compile(device: torch.device) -> None:
             f"--compile needs a C++ compiler on a CPU (looked for {', '.join(names)}); "
             "install g++ or run without --compile"
         )
-    if not shutil.which("ninja"):  # the fused norm/ReLU/pool kernel is built with it (models.fused)
+    if not ninja_on_path():  # the fused norm/ReLU/pool kernel is built with it (models.fused)
         raise HashCondenseError(
             "--compile needs ninja on a CPU (pip install ninja); or run without --compile"
         )
+
+
+def ninja_on_path() -> bool:
+    """Whether ninja is on the PATH, after putting the `ninja` Python package's copy there when only
+    that is installed (a virtual environment that is not activated): PyTorch's extension builder
+    calls ninja by name."""
+    if shutil.which("ninja"):
+        return True
+    try:
+        import ninja  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+    return shutil.which("ninja") is not None
 
 
 def compiled(module: T, enabled: bool) -> T:

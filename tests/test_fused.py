@@ -115,3 +115,11 @@ def test_fused_blocks_builds_nothing_where_no_kernel_runs(monkeypatch):
     other = create_model("convnet3", in_channels=3, image_size=32, width=8, norm="batch").eval()
     with fused_blocks():
         other(torch.randn(2, 3, 32, 32))
+
+
+def test_ninja_of_the_python_package_is_put_on_the_path(monkeypatch, tmp_path):
+    """A venv that is not activated has ninja only inside the `ninja` package (a dev dependency)."""
+    import ninja  # the dev extra installs it
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ninja binary anywhere on it
+    assert runtime.ninja_on_path()
+    assert runtime.os.environ["PATH"].split(runtime.os.pathsep)[0] == ninja.BIN_DIR

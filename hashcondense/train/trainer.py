@@ -65,9 +65,8 @@ class _Run:
     epochs: int
     step: int = 0
     parallel: DataParallel | None = None  # data-parallel over the run's processes
-    forward: nn.Module | None = (
-        None  # what the steps call: `net`, or `net` compiled (`models.fused.accelerated`)
-    )
+    # what the steps call: `net`, or `net` compiled (`models.fused.accelerated`)
+    forward: nn.Module | None = None
 
     @property
     def steps_per_epoch(self) -> int:
