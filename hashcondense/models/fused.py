@@ -86,7 +86,9 @@ def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.
 def _backward(
     grad: torch.Tensor, x: torch.Tensor, stats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    grad_x, grad_weight, grad_bias = _extension().backward(grad.contiguous(), x, stats, weight, bias)
+    grad_x, grad_weight, grad_bias = _extension().backward(
+        grad, x, stats, weight, bias
+    )  # makes it contiguous
     return grad_x, grad_weight, grad_bias
 
 
@@ -186,11 +188,10 @@ def accelerated(module: T, enabled: bool) -> T:
     fast = compiled(module, True)
     if isinstance(module, nn.Module):
         return _Fused(fast)  # type: ignore[return-value]  # same call signature
-    call = fast
 
     @functools.wraps(module)  # type: ignore[arg-type]
     def in_fused_blocks(*args: Any, **kwargs: Any) -> Any:
         with fused_blocks():
-            return call(*args, **kwargs)
+            return fast(*args, **kwargs)
 
     return in_fused_blocks  # type: ignore[return-value]
