@@ -8,7 +8,7 @@ import pytest
 from hashcondense import cli
 from hashcondense.errors import HashCondenseError
 from hashcondense.experiments.report import write_report
-from hashcondense.experiments.runner import plan_cells, run_experiment
+from hashcondense.experiments.runner import _Datasets, adopt_set, current_settings, plan_cells, run_experiment
 from hashcondense.experiments.spec import load_experiment
 from hashcondense.experiments.store import CellStore
 
@@ -355,3 +355,27 @@ def test_a_set_written_differently_with_the_same_resolved_settings_is_shared(tmp
     assert store.set_folder(twin).resolve() == store.set_folder(dm).resolve()
     assert store.cell_folder(twin) == store.cell_folder(dm)
     assert times() == before and sorted(store.metrics(twin)) == [0, 1]  # nothing recomputed
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"condense": {**TINY["condense"], "time_budget": 3600}},
+        {"presets": {"cpu": {"condense": {"outer_loops": 3}, "seeds": [0, 1]}}},
+    ],
+)
+def test_a_set_of_another_budget_is_not_shared(tmp_path, changes):
+    # the resolved digest leaves the budget out (a finished run can be extended), so the store compares
+    # it on its own: table7's 1-minute IEM set is not its 30-minute one
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)
+    dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
+    other = load_experiment(_file(tmp_path, "budget.json", **changes))
+    twin = next(c for c in other.cells("cpu") if c.key == "dm/1/16")
+    assert current_settings(twin, _Datasets()).digest == store.recorded_digest(store.set_folder(dm))
+    (planned,) = plan_cells(other, store, "cpu", pattern="dm/*")
+    assert planned.shared is None and "linked" not in planned.cost
+    run_experiment(other, store, "cpu", pattern="dm/*", quiet=True)
+    assert not store.set_folder(twin).is_symlink() and store.done(store.set_folder(twin))
+    with pytest.raises(HashCondenseError, match="another budget"):
+        adopt_set(CellStore(tmp_path / "fresh"), twin, store.set_folder(dm))

@@ -40,7 +40,7 @@ from hashcondense.io.atomic import ensure_writable_dir
 from hashcondense.runtime import check_compile, resolve_device
 from hashcondense.utils import distributed
 
-__all__ = ["RunPlan", "check_distributable", "plan_run", "settings_digest"]
+__all__ = ["RunPlan", "check_distributable", "plan_run", "resolved_settings"]
 
 log = logging.getLogger("hashcondense.condense")
 
@@ -155,12 +155,11 @@ def _resolve(
     return dataset, context, method
 
 
-def settings_digest(config: CondenseConfig, dataset: RetrievalDataset | None = None) -> str:
-    """The `config_digest` a run of `config` would record in its config.json, from the code as it is
-    now (method defaults and presets included), without creating or touching its folder: a stored set
-    whose recorded digest differs was made with other settings."""
+def resolved_settings(config: CondenseConfig, dataset: RetrievalDataset | None = None) -> dict[str, Any]:
+    """The config a run of `config` would record in its config.json, from the code as it is now
+    (method defaults and presets included), without creating or touching its folder."""
     _, context, _ = _resolve(config, dataset, None, torch.device("cpu"))
-    return config_digest(context.config.as_dict())[0]
+    return context.config.as_dict()
 
 
 def plan_run(

@@ -14,17 +14,18 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hashcondense.condense import CondenseConfig, condense
 from hashcondense.condense.checkpoint import CHECKPOINT
-from hashcondense.condense.setup import settings_digest
+from hashcondense.condense.config import config_digest
+from hashcondense.condense.setup import resolved_settings
 from hashcondense.condense.synthetic import SET_FILE
 from hashcondense.data import RetrievalDataset, load_dataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate import EvalConfig, run_evaluation
 from hashcondense.experiments.spec import Cell, Experiment
-from hashcondense.experiments.store import CellStore, Locked
+from hashcondense.experiments.store import SET_BUDGET, CellStore, Locked
 from hashcondense.io.atomic import write_json
 from hashcondense.train.config import TrainConfig
 from hashcondense.utils.logs import stage
@@ -115,11 +116,11 @@ def plan_cells(
         status = "done" if done == len(cell.seeds) else ("partial" if done else "todo")
         shared = None
         try:
-            current = current_digest(cell, datasets) if cell.condense is not None else None
-            if current is not None and _set_outdated(cell, store, current):
+            current = current_settings(cell, datasets) if cell.condense is not None else None
+            if current is not None and _set_outdated(cell, store, current.digest):
                 status, done = "stale", 0
             elif current is not None:
-                shared = store.equivalent_set(cell, current)
+                shared = store.equivalent_set(cell, *current)
         except HashCondenseError:  # its data does not load here: what the store holds is all we know
             pass
         line = CellStatus(cell, status, done, _cost(cell), shared=shared)
@@ -176,10 +177,17 @@ def _evaluate_seed(
     CellStore.mark_done(folder, facts)
 
 
-def current_digest(cell: Cell, datasets: _Datasets) -> str:
-    """The resolved-settings digest the cell's set would record if condensed now."""
+class SetSettings(NamedTuple):
+    """What the cell's set would record if condensed now: its resolved-settings digest and budget."""
+
+    digest: str
+    budget: dict[str, Any]
+
+
+def current_settings(cell: Cell, datasets: _Datasets) -> SetSettings:
     config = CondenseConfig.from_dict({**cell.condense, "out": "-"})
-    return settings_digest(config, dataset=datasets.get(cell.condense))
+    resolved = resolved_settings(config, dataset=datasets.get(cell.condense))
+    return SetSettings(config_digest(resolved)[0], {k: resolved.get(k) for k in SET_BUDGET})
 
 
 def _set_outdated(cell: Cell, store: CellStore, current: str) -> bool:
@@ -232,13 +240,18 @@ def _retire_stale_set(store: CellStore, cell: Cell, current: str) -> None:
 
 
 def _run_cell(
-    cell: Cell, store: CellStore, datasets: _Datasets, quiet: bool, compile: bool, current: str | None
+    cell: Cell,
+    store: CellStore,
+    datasets: _Datasets,
+    quiet: bool,
+    compile: bool,
+    current: SetSettings | None,
 ) -> str:
-    """Condense (unless shared or done) and evaluate one cell; `current`: its set's resolved digest."""
+    """Condense (unless shared or done) and evaluate one cell; `current`: its set's resolved settings."""
     set_folder = store.set_folder(cell)
     if set_folder is not None and current is not None:
-        _retire_stale_set(store, cell, current)
-        shared = store.share_set(cell, current)
+        _retire_stale_set(store, cell, current.digest)
+        shared = store.share_set(cell, *current)
         if shared is not None:
             stage("cell %s: its set has the settings of %s; shared, not condensed again", cell.key, shared)
         if not store.done(set_folder):
@@ -278,9 +291,9 @@ def run_experiment(
     for cell in experiment.cells(preset, root=root):
         if not fnmatch.fnmatch(cell.key, pattern):
             continue
-        current = current_digest(cell, datasets) if cell.condense is not None else None
+        current = current_settings(cell, datasets) if cell.condense is not None else None
         if len(store.metrics(cell)) == len(cell.seeds) and not (
-            current and _set_outdated(cell, store, current)
+            current and _set_outdated(cell, store, current.digest)
         ):
             outcome.append((cell.key, "already done"))
             continue
@@ -316,10 +329,15 @@ def adopt_set(store: CellStore, cell: Cell, source: str | Path) -> Path:
     recorded = store.recorded_digest(source)
     if recorded is None or not (source / SET_FILE).is_file():
         raise HashCondenseError(f"{source} holds no finished condensation run (config.json and {SET_FILE})")
-    current = current_digest(cell, _Datasets())
+    current, budget = current_settings(cell, _Datasets())
     if recorded != current:
         raise HashCondenseError(
             f"{source} was not condensed with cell {cell.key}'s settings (digests differ)"
+        )
+    if store.recorded_budget(source) != budget:
+        raise HashCondenseError(
+            f"{source} was condensed under another budget than cell {cell.key}'s "
+            f"({store.recorded_budget(source)} against {budget})"
         )
     folder = store.set_folder(cell)
     _retire_stale_set(store, cell, current)

@@ -12,7 +12,8 @@ digest of its fully resolved settings (`config_digest` in its config.json) and e
 set records that digest in its done.json (`set_digest`): the runner recomputes a set whose recorded
 digest is not what the code resolves today, an evaluation counts only for the set it trained on, and a
 replaced folder is renamed aside (`<key>.stale-<old digest>`), never deleted. A cell whose set key is
-new but whose resolved settings are those of a finished set links to it (`share_set`, a symlink).
+new but whose resolved settings and budget (`SET_BUDGET`: the resolved digest leaves the budget out,
+so that a run can be extended) are those of a finished set links to it (`share_set`, a symlink).
 
 The digests leave out what only says where files are or how a run is driven (output folder, data root,
 progress, resume), and an evaluation names its condensed set by the set's digest, not its path: the
@@ -36,7 +37,11 @@ from hashcondense.condense.config import LOCATION_FIELDS, LOCATION_OPTIONS
 from hashcondense.experiments.spec import Cell
 from hashcondense.io.atomic import ensure_writable_dir, write_json
 
-__all__ = ["CellStore", "Locked"]
+__all__ = ["SET_BUDGET", "CellStore", "Locked"]
+
+# what the resolved-settings digest leaves out (a finished run may be extended) but a shared set must
+# match: a 1-minute set is not a 30-minute one
+SET_BUDGET = ("time_budget", "outer_loops")
 
 # what a set file's metadata leaves out (condense.config), and the device, the budget's clock and
 # torch.compile: one key on any machine. A time-budgeted set depends on the machine's speed anyway (the
@@ -111,6 +116,12 @@ class CellStore:
             return None
         return json.loads(path.read_text()).get("config_digest")
 
+    @staticmethod
+    def recorded_budget(folder: Path) -> dict[str, Any]:
+        """The `SET_BUDGET` values a set folder's config.json records."""
+        config = json.loads((folder / "config.json").read_text()).get("config", {})
+        return {k: config.get(k) for k in SET_BUDGET}
+
     def evaluated(self, cell: Cell, seed: int) -> bool:
         """A finished evaluation of the cell's set as the store holds it now (or of a named set)."""
         folder = self.seed_folder(cell, seed)
@@ -130,21 +141,21 @@ class CellStore:
                 out[seed] = json.loads((folder / "metrics.json").read_text())
         return out
 
-    def share_set(self, cell: Cell, digest: str) -> Path | None:
+    def share_set(self, cell: Cell, digest: str, budget: dict[str, Any]) -> Path | None:
         """Link the cell's set folder, when it does not exist yet, to a finished set made under another
-        key with the same resolved settings (`digest`): two experiments that write one set differently
-        (table4's explicit `use_pool: true, factor: 2` against table1's defaults) share it, and its
-        evaluations. Returns the shared folder, or None."""
-        folder, other = self.set_folder(cell), self.equivalent_set(cell, digest)
+        key with the same resolved settings (`digest`) and budget (`SET_BUDGET` values): two experiments
+        that write one set differently (table4's explicit `use_pool: true, factor: 2` against table1's
+        defaults) share it, and its evaluations. Returns the shared folder, or None."""
+        folder, other = self.set_folder(cell), self.equivalent_set(cell, digest, budget)
         if folder is None or other is None:
             return None
         with contextlib.suppress(FileExistsError):  # another process linked it meanwhile
             folder.symlink_to(other.name)  # relative: the store can move
         return other
 
-    def equivalent_set(self, cell: Cell, digest: str) -> Path | None:
-        """A finished set of resolved settings `digest` under another key, when the cell has no set
-        folder yet (what `share_set` would link; reads only)."""
+    def equivalent_set(self, cell: Cell, digest: str, budget: dict[str, Any]) -> Path | None:
+        """A finished set of resolved settings `digest` and budget `budget` under another key, when the
+        cell has no set folder yet (what `share_set` would link; reads only)."""
         folder = self.set_folder(cell)
         if folder is None or folder.exists() or folder.is_symlink():
             return None
@@ -152,7 +163,7 @@ class CellStore:
             other = config.parent
             if other.is_symlink() or ".stale-" in other.name or not self.done(other):
                 continue
-            if self.recorded_digest(other) == digest:
+            if self.recorded_digest(other) == digest and self.recorded_budget(other) == budget:
                 return other
         return None
 
