@@ -120,6 +120,7 @@ def test_fused_blocks_builds_nothing_where_no_kernel_runs(monkeypatch):
 def test_ninja_of_the_python_package_is_put_on_the_path(monkeypatch, tmp_path):
     """A venv that is not activated has ninja only inside the `ninja` package (a dev dependency)."""
     import ninja  # the dev extra installs it
+
     monkeypatch.setenv("PATH", str(tmp_path))  # no ninja binary anywhere on it
     assert runtime.ninja_on_path()
     assert runtime.os.environ["PATH"].split(runtime.os.pathsep)[0] == ninja.BIN_DIR

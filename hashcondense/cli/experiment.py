@@ -38,6 +38,12 @@ def add_experiment_parsers(subparsers: Any) -> None:
     r.add_argument("--store", default="results", help="the cell store to read (default results/)")
     r.add_argument("--out", default="RESULTS.md", help="the file to write (default RESULTS.md)")
     r.add_argument("--experiment", action="append", help="only this experiment (repeatable; default all)")
+    r.add_argument(
+        "--check",
+        action="store_true",
+        help="mark the cells whose sets the code would now make with other settings (loads the data)",
+    )
+    r.add_argument("--root", help="the datasets' folder, for --check")
 
 
 def run_experiment_command(args: argparse.Namespace) -> int:
@@ -85,6 +91,6 @@ def run_report_command(args: argparse.Namespace) -> int:
     from hashcondense.experiments.report import write_report
     from hashcondense.experiments.store import CellStore
 
-    write_report(CellStore(args.store), args.out, args.experiment)
+    write_report(CellStore(args.store), args.out, args.experiment, check=args.check, root=args.root)
     print(f"wrote {args.out}")
     return 0

@@ -34,9 +34,10 @@ def _compiled_evaluation(folder: Path) -> bool:
     return bool(json.loads(path.read_text()).get("config", {}).get("compile"))
 
 
-def _row(experiment: Experiment, store: CellStore, cell: Cell) -> tuple[str, bool]:
+def _row(experiment: Experiment, store: CellStore, cell: Cell, stale: bool = False) -> tuple[str, bool]:
     metrics = store.metrics(cell)
     values = [100 * m["map"] for m in metrics.values()]
+    measured = _measured(values) + (", **stale**" if stale and values else "")
     paper = experiment.paper.get(cell.key)
     diff = f"{statistics.mean(values) - paper:+.2f}" if values and paper is not None else "-"
     card = store.set_card(cell)
@@ -61,7 +62,7 @@ def _row(experiment: Experiment, store: CellStore, cell: Cell) -> tuple[str, boo
     if any(_compiled_evaluation(store.seed_folder(cell, s)) for s in metrics):
         date += " (compiled evaluation)"
     paper_text = f"{paper:.2f}" if paper is not None else "-"
-    line = f"| {cell.key} | {_measured(values)} | {paper_text} | {diff} | {steps} | {seconds} | {date} |"
+    line = f"| {cell.key} | {measured} | {paper_text} | {diff} | {steps} | {seconds} | {date} |"
     return line, bool(values)
 
 
@@ -143,13 +144,26 @@ def _figures(experiment: Experiment, store: CellStore, preset: str, out_dir: Pat
     return lines
 
 
+def stale_cells(experiment: Experiment, store: CellStore, preset: str, root: str | None) -> list[str]:
+    """The keys of the cells whose stored set was made with settings the code no longer resolves (their
+    data under `root` is loaded to resolve them; cells whose data does not load are not checked)."""
+    from hashcondense.experiments.runner import plan_cells  # the report itself needs no runner
+
+    return [s.cell.key for s in plan_cells(experiment, store, preset, root=root) if s.status == "stale"]
+
+
 def experiment_section(
-    experiment: Experiment, store: CellStore, preset: str, out_dir: Path | None = None
+    experiment: Experiment,
+    store: CellStore,
+    preset: str,
+    out_dir: Path | None = None,
+    stale: list[str] | None = None,
 ) -> str | None:
     """The experiment's table under `preset` (and its figures, drawn into `out_dir`/figures), or None
-    when the store holds none of its cells."""
+    when the store holds none of its cells. `stale`: the cells to mark (`stale_cells`); None: not
+    checked, said under the table."""
     cells = experiment.cells(preset)
-    rows = [_row(experiment, store, cell) for cell in cells]
+    rows = [_row(experiment, store, cell, cell.key in (stale or ())) for cell in cells]
     if not any(measured for _, measured in rows):
         return None
     missing = [cell.key for cell, (_, measured) in zip(cells, rows, strict=True) if not measured]
@@ -166,17 +180,41 @@ def experiment_section(
         else "All cells measured.",
         "",
     ]
+    if stale is None:
+        lines += ["Not checked against today's settings (`hashcondense report --check` checks).", ""]
+    elif stale:
+        lines += [
+            f"Stale: {', '.join(stale)}: their sets were made with settings the code no longer resolves "
+            f"(`hashcondense experiment {experiment.name}` recomputes them).",
+            "",
+        ]
     if out_dir is not None and experiment.figures:
         lines += [*_figures(experiment, store, preset, out_dir), ""]
     return "\n".join(lines)
 
 
-def write_report(store: CellStore, out: str | Path, experiments: list[str] | None = None) -> str:
-    """Write RESULTS.md for `experiments` (default: every packaged one) and return its text."""
+def write_report(
+    store: CellStore,
+    out: str | Path,
+    experiments: list[str] | None = None,
+    check: bool = False,
+    root: str | None = None,
+) -> str:
+    """Write RESULTS.md for `experiments` (default: every packaged one) and return its text. `check`:
+    mark the cells whose sets the code would now make differently (`stale_cells`, data under `root`)."""
     sections, unmeasured = [], []
     for name in experiments or list_experiments():
         experiment = load_experiment(name)
-        found = [experiment_section(experiment, store, p, Path(out).parent) for p in experiment.presets()]
+        found = [
+            experiment_section(
+                experiment,
+                store,
+                p,
+                Path(out).parent,
+                stale_cells(experiment, store, p, root) if check else None,
+            )
+            for p in experiment.presets()
+        ]
         sections += [section for section in found if section]
         if not any(found):
             why = f" {experiment.note}" if experiment.note else ""
