@@ -315,7 +315,7 @@ def test_a_set_made_with_settings_the_code_no_longer_gives_is_recomputed(tmp_pat
     report = tmp_path / "R.md"
     assert "**stale**" not in write_report(store, report, [experiment.source.as_posix()])
     checked = write_report(store, report, [experiment.source.as_posix()], check=True)
-    assert "| dm/1/16 | " in checked and "(n=2), **stale** |" in checked and "Stale: dm/1/16:" in checked
+    assert "| dm/1/16 | " in checked and "(n=1), **stale** |" in checked and "Stale: dm/1/16:" in checked
     assert dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)) == {"dm/1/16": "done"}
 
     new = store.recorded_digest(folder)
