@@ -383,3 +383,36 @@ def test_a_set_of_another_budget_is_not_shared(tmp_path, changes):
     assert not store.set_folder(twin).is_symlink() and store.done(store.set_folder(twin))
     with pytest.raises(HashCondenseError, match="another budget"):
         adopt_set(CellStore(tmp_path / "fresh"), twin, store.set_folder(dm))
+
+
+def test_a_stale_set_that_other_keys_link_to_is_kept_not_renamed(tmp_path, monkeypatch):
+    from hashcondense.condense.method import get_method
+
+    # renaming it aside would send the linking keys to whatever takes its name next, with their
+    # evaluations named after it: the runner keeps it and skips the cell
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)
+    dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
+    recorded = json.loads((store.set_folder(dm) / "config.json").read_text())["config"]
+    explicit = {**TINY["condense"], "momentum": recorded["momentum"], "lr_img": recorded["lr_img"]}
+    other = load_experiment(_file(tmp_path, "explicit.json", condense=explicit))
+    twin = next(c for c in other.cells("cpu") if c.key == "dm/1/16")
+    run_experiment(other, store, "cpu", pattern="dm/*", quiet=True)
+    assert store.set_folder(twin).is_symlink() and store.linkers(store.set_folder(dm)) == [
+        store.set_folder(twin).name
+    ]
+
+    cls = get_method("dm")
+    defaults = cls.default_settings
+    monkeypatch.setattr(
+        cls, "default_settings", classmethod(lambda c, info: {**defaults(info), "lr_img": 0.5})
+    )
+    assert [s.status for s in plan_cells(experiment, store, "cpu", pattern="dm/*")] == ["stale"]
+    assert [s.status for s in plan_cells(other, store, "cpu", pattern="dm/*")] == ["done"]  # lr written out
+    outcome = dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True))
+    assert outcome == {"dm/1/16": "skipped: stale set shared by other keys"}
+    folder = store.set_folder(dm)
+    assert (
+        folder.is_dir() and not folder.is_symlink() and store.set_folder(twin).resolve() == folder.resolve()
+    )
+    assert sorted(store.metrics(twin)) == [0, 1]  # the linking key keeps its set and evaluations

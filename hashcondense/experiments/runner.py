@@ -177,6 +177,10 @@ def _evaluate_seed(
     CellStore.mark_done(folder, facts)
 
 
+class SharedStale(HashCondenseError):
+    """A stale set that other set keys link to: it cannot be renamed aside (see `_retire_stale_set`)."""
+
+
 class SetSettings(NamedTuple):
     """What the cell's set would record if condensed now: its resolved-settings digest and budget."""
 
@@ -232,6 +236,14 @@ def _retire_stale_set(store: CellStore, cell: Cell, current: str) -> None:
         return recorded if recorded not in (None, current) else None
 
     why = f"cell {cell.key}: its set was made with other settings than the code resolves today"
+    shared = store.linkers(folder) if stale() is not None and not folder.is_symlink() else []
+    if shared:
+        # renaming it would send the linking keys (their settings did not change) to the new set, and
+        # their evaluations are named after this folder: keep it, and compute nothing for this cell
+        raise SharedStale(
+            f"cell {cell.key}: its set {folder} is stale, but the set key(s) {', '.join(shared)} link to it "
+            "and name their evaluations after it; not recomputed (compute the cell in another store, --out)"
+        )
     if _retire_outdated(store, folder, stale, why):
         for seed in cell.seeds:
             seed_folder = store.seed_folder(cell, seed)
@@ -302,6 +314,9 @@ def run_experiment(
         except Locked as busy:
             stage("cell %s: %s is being computed by another process; skipped", cell.key, busy)
             outcome.append((cell.key, "skipped: running elsewhere"))
+        except SharedStale as shared:
+            stage("%s", shared)
+            outcome.append((cell.key, "skipped: stale set shared by other keys"))
     return outcome
 
 

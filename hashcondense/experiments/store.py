@@ -167,6 +167,14 @@ class CellStore:
                 return other
         return None
 
+    def linkers(self, folder: Path) -> list[str]:
+        """The set keys that link to `folder` (share_set); they name their evaluations after it."""
+        return sorted(
+            path.name
+            for path in (self.root / "sets").iterdir()
+            if path.is_symlink() and os.readlink(path) == folder.name
+        )
+
     @staticmethod
     def retire(folder: Path, digest: str | None) -> Path:
         """Rename a folder of outdated settings aside (kept, no longer found by its key)."""
