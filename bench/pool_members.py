@@ -12,6 +12,7 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,14 +33,19 @@ def main() -> None:
     args = parser.parse_args()
     tune_allocator()
     torch.set_num_threads(args.threads)
+    datasets: dict[tuple, Any] = {}  # one load per dataset, not one per member
     for folder in map(Path, args.folders):
         rows = []
         for path in sorted(folder.glob("member_*.safetensors")):
             tensors, meta = load_tensors(path, what="pool member")
             key = meta["key"]
-            dataset = load_dataset(
-                key["dataset"], root=args.root, split_seed=key["split_seed"], image_size=key.get("image_size")
-            )
+            data_key = (key["dataset"], key["split_seed"], key.get("image_size"))
+            if data_key not in datasets:
+                name, split_seed, image_size = data_key
+                datasets[data_key] = load_dataset(
+                    name, root=args.root, split_seed=split_seed, image_size=image_size
+                )
+            dataset = datasets[data_key]
             method = create_hashing(key["hashing"], num_classes=dataset.num_classes, hash_bits=key["bits"])
             net = build_network(
                 key["arch"], method, dataset.in_channels, dataset.image_size, **(key.get("arch_kwargs") or {})

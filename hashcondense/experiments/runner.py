@@ -349,10 +349,11 @@ def adopt_set(store: CellStore, cell: Cell, source: str | Path) -> Path:
         raise HashCondenseError(
             f"{source} was not condensed with cell {cell.key}'s settings (digests differ)"
         )
-    if store.recorded_budget(source) != budget:
+    recorded_budget = store.recorded_budget(source)
+    if recorded_budget != budget:
         raise HashCondenseError(
             f"{source} was condensed under another budget than cell {cell.key}'s "
-            f"({store.recorded_budget(source)} against {budget})"
+            f"({recorded_budget} against {budget})"
         )
     folder = store.set_folder(cell)
     _retire_stale_set(store, cell, current)
