@@ -2,6 +2,7 @@
 resumed, busy ones left to their process) and the report, on tiny digits runs."""
 
 import json
+import os
 
 import pytest
 
@@ -300,7 +301,7 @@ def test_a_set_made_with_settings_the_code_no_longer_gives_is_recomputed(tmp_pat
     run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)
     dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
     folder, cell_folder = store.set_folder(dm), store.cell_folder(dm)
-    old = store.recorded_digest(folder)
+    old, old_id = store.recorded_digest(folder), store.set_id(folder)
     assert [s.status for s in plan_cells(experiment, store, "cpu", pattern="dm/*")] == ["done"]
     # an evaluation interrupted on the old set (seed 1's finished one set aside by hand)
     (cell_folder / "seed1").rename(cell_folder / "seed1-finished")
@@ -322,9 +323,12 @@ def test_a_set_made_with_settings_the_code_no_longer_gives_is_recomputed(tmp_pat
     assert new not in (None, old) and store.done(folder)
     assert json.loads((folder / "config.json").read_text())["config"]["lr_img"] == 0.5
     kept = folder.with_name(f"{folder.name}.stale-{old[:12]}")
-    assert store.done(kept) and store.recorded_digest(kept) == old  # the old set is kept aside
-    assert (cell_folder / f"seed0.stale-{old[:12]}" / "done.json").is_file()  # its evaluation too
-    assert (cell_folder / f"seed1.stale-{old[:12]}" / "checkpoint.safetensors").is_file()  # not resumed
+    assert store.done(kept) and store.recorded_digest(kept) == old  # the old set is kept aside...
+    assert store.set_id(kept) == old_id != store.set_id(folder)  # ...with its id
+    assert store.cell_folder(dm) != cell_folder  # the new set's evaluations are new folders
+    assert (cell_folder / "seed0" / "done.json").is_file()  # the old set's stay with it
+    assert (cell_folder / "seed1" / "checkpoint.safetensors").read_bytes() == b"from the old set"
+    assert not (store.seed_folder(dm, 1) / "checkpoint.safetensors").is_file()  # not resumed
     assert sorted(store.metrics(dm)) == [0, 1]
     for seed in (0, 1):
         assert json.loads((store.seed_folder(dm, seed) / "done.json").read_text())["set_digest"] == new
@@ -385,22 +389,26 @@ def test_a_set_of_another_budget_is_not_shared(tmp_path, changes):
         adopt_set(CellStore(tmp_path / "fresh"), twin, store.set_folder(dm))
 
 
-def test_a_stale_set_that_other_keys_link_to_is_kept_not_renamed(tmp_path, monkeypatch):
+def test_a_stale_set_that_other_keys_link_to_moves_to_them_with_its_evaluations(tmp_path, monkeypatch):
     from hashcondense.condense.method import get_method
 
-    # renaming it aside would send the linking keys to whatever takes its name next, with their
-    # evaluations named after it: the runner keeps it and skips the cell
+    # the set is outdated for its own key only: the keys that link to it (settings written out) keep
+    # it and its evaluations, a third key of those settings links to it after the move, and the
+    # stale key gets a new set (which a fourth key, written like the new defaults, then shares)
     experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
     run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)
     dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
     recorded = json.loads((store.set_folder(dm) / "config.json").read_text())["config"]
-    explicit = {**TINY["condense"], "momentum": recorded["momentum"], "lr_img": recorded["lr_img"]}
-    other = load_experiment(_file(tmp_path, "explicit.json", condense=explicit))
-    twin = next(c for c in other.cells("cpu") if c.key == "dm/1/16")
-    run_experiment(other, store, "cpu", pattern="dm/*", quiet=True)
-    assert store.set_folder(twin).is_symlink() and store.linkers(store.set_folder(dm)) == [
-        store.set_folder(twin).name
-    ]
+    twins = []
+    written = {**TINY["condense"], "momentum": recorded["momentum"], "lr_img": recorded["lr_img"]}
+    for name, extra in (("explicit.json", {}), ("explicit2.json", {"seed": 0})):  # two keys, one set
+        other = load_experiment(_file(tmp_path, name, condense={**written, **extra}))
+        twins.append((other, next(c for c in other.cells("cpu") if c.key == "dm/1/16")))
+    for other, _ in twins:
+        run_experiment(other, store, "cpu", pattern="dm/*", quiet=True)
+    folder, old_cells = store.set_folder(dm), store.cell_folder(dm)
+    assert sorted(store.linkers(folder)) == sorted(store.set_folder(t).name for _, t in twins)
+    before = {s: (old_cells / f"seed{s}" / "metrics.json").stat().st_mtime_ns for s in dm.seeds}
 
     cls = get_method("dm")
     defaults = cls.default_settings
@@ -408,11 +416,43 @@ def test_a_stale_set_that_other_keys_link_to_is_kept_not_renamed(tmp_path, monke
         cls, "default_settings", classmethod(lambda c, info: {**defaults(info), "lr_img": 0.5})
     )
     assert [s.status for s in plan_cells(experiment, store, "cpu", pattern="dm/*")] == ["stale"]
-    assert [s.status for s in plan_cells(other, store, "cpu", pattern="dm/*")] == ["done"]  # lr written out
-    outcome = dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True))
-    assert outcome == {"dm/1/16": "skipped: stale set shared by other keys"}
-    folder = store.set_folder(dm)
-    assert (
-        folder.is_dir() and not folder.is_symlink() and store.set_folder(twin).resolve() == folder.resolve()
-    )
-    assert sorted(store.metrics(twin)) == [0, 1]  # the linking key keeps its set and evaluations
+    assert dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)) == {"dm/1/16": "done"}
+    assert folder.is_dir() and not folder.is_symlink()
+    assert json.loads((folder / "config.json").read_text())["config"]["lr_img"] == 0.5
+    homes = [store.set_folder(t) for _, t in twins]
+    assert sum(not h.is_symlink() for h in homes) == 1  # moved into the first linking key...
+    assert homes[0].resolve() == homes[1].resolve() != folder.resolve()  # ...the other relinked
+    for _, twin in twins:
+        assert store.cell_folder(twin) == old_cells  # its evaluations, not recomputed
+        assert sorted(store.metrics(twin)) == [0, 1]
+    assert {s: (old_cells / f"seed{s}" / "metrics.json").stat().st_mtime_ns for s in dm.seeds} == before
+    assert store.cell_folder(dm) != old_cells and sorted(store.metrics(dm)) == [0, 1]
+    assert not list((tmp_path / "store" / "sets").glob("*.stale-*"))  # nothing set aside
+
+    # a new key of the old settings links to the moved set; one of the new settings to the new set
+    third = load_experiment(_file(tmp_path, "third.json", condense={**written, "hashing": "dhd"}))
+    (planned,) = plan_cells(third, store, "cpu", pattern="dm/*")
+    assert planned.shared is not None and planned.shared.resolve() == homes[0].resolve()
+    fourth = load_experiment(_file(tmp_path, "fourth.json", condense={**TINY["condense"], "lr_img": 0.5}))
+    (planned,) = plan_cells(fourth, store, "cpu", pattern="dm/*")
+    assert planned.shared == folder
+
+
+def test_a_set_made_before_ids_keeps_its_name_as_id_when_moved(tmp_path):
+    # stores filled before set ids were written key evaluations on the folder's name: a move keeps it
+    store = CellStore(tmp_path)
+    sets = tmp_path / "sets"
+    legacy = sets / "aaaa"
+    legacy.mkdir(parents=True)
+    (sets / "bbbb").symlink_to("aaaa")
+    (sets / "cccc").symlink_to("aaaa")
+    assert store.set_id(legacy) == "aaaa" == store.set_id(sets / "cccc")
+    home = store.move_set(legacy, "0123456789abcdef")
+    assert home == sets / "bbbb" and home.is_dir() and not home.is_symlink() and not legacy.exists()
+    assert os.readlink(sets / "cccc") == "bbbb" and store.set_id(sets / "cccc") == "aaaa"
+    again = store.move_set(home, "fedcba9876543210")  # stale for bbbb too: on to cccc
+    assert again == sets / "cccc" and not again.is_symlink() and store.set_id(again) == "aaaa"
+    aside = store.move_set(again, "0011223344556677")  # no key links to it now: set aside, same id
+    assert aside.name == "cccc.stale-001122334455" and store.set_id(aside) == "aaaa"
+    store.new_set(legacy, "0123456789abcdef")
+    assert store.set_id(legacy) == "aaaa-0123456789ab"

@@ -25,7 +25,7 @@ from hashcondense.data import RetrievalDataset, load_dataset
 from hashcondense.errors import HashCondenseError
 from hashcondense.evaluate import EvalConfig, run_evaluation
 from hashcondense.experiments.spec import Cell, Experiment
-from hashcondense.experiments.store import SET_BUDGET, CellStore, Locked
+from hashcondense.experiments.store import SET_BUDGET, SET_ID, CellStore, Locked
 from hashcondense.io.atomic import write_json
 from hashcondense.train.config import TrainConfig
 from hashcondense.utils.logs import stage
@@ -77,7 +77,7 @@ def _priced(status: CellStatus, store: CellStore, model: Any, datasets: _Dataset
         return status
     seconds, parts = 0.0, []
     condense_left = cell.condense is not None and (
-        status.status == "stale" or not (store.done(store.set_folder(cell)) or status.shared is not None)
+        status.shared is None and (status.status == "stale" or not store.done(store.set_folder(cell)))
     )
     if condense_left and cell.condense["method"] != "random":
         budget = cell.condense.get("time_budget")
@@ -117,10 +117,11 @@ def plan_cells(
         shared = None
         try:
             current = current_settings(cell, datasets) if cell.condense is not None else None
-            if current is not None and _set_outdated(cell, store, current.digest):
-                status, done = "stale", 0
-            elif current is not None:
-                shared = store.equivalent_set(cell, *current)
+            if current is not None:
+                stale = _set_outdated(cell, store, current.digest)
+                if stale:
+                    status, done = "stale", 0
+                shared = store.equivalent_set(cell, *current, replacing=stale)
         except HashCondenseError:  # its data does not load here: what the store holds is all we know
             pass
         line = CellStatus(cell, status, done, _cost(cell), shared=shared)
@@ -177,10 +178,6 @@ def _evaluate_seed(
     CellStore.mark_done(folder, facts)
 
 
-class SharedStale(HashCondenseError):
-    """A stale set that other set keys link to: it cannot be renamed aside (see `_retire_stale_set`)."""
-
-
 class SetSettings(NamedTuple):
     """What the cell's set would record if condensed now: its resolved-settings digest and budget."""
 
@@ -208,11 +205,6 @@ def _stale_evaluation(store: CellStore, cell: Cell, seed: int) -> str | None:
     return json.loads((folder / "done.json").read_text()).get("set_digest") or "unknown"
 
 
-def _unfinished(folder: Path, label: str | None) -> str | None:
-    """`label` when `folder` holds an unfinished run."""
-    return label if folder.is_dir() and not CellStore.done(folder) else None
-
-
 def _retire_outdated(store: CellStore, folder: Path, outdated: Callable[[], str | None], why: str) -> bool:
     """Rename `folder` aside when `outdated()` names the old digest (checked again under its lock)."""
     if outdated() is None:
@@ -226,29 +218,28 @@ def _retire_outdated(store: CellStore, folder: Path, outdated: Callable[[], str 
 
 
 def _retire_stale_set(store: CellStore, cell: Cell, current: str) -> None:
-    """Rename aside the cell's set folder when it was made with other settings than `current`, with
-    the cell's unfinished evaluations (they trained on the old set: never resumed)."""
+    """Move the cell's set out of its key when it was made with other settings than `current`
+    (`CellStore.move_set`: to a key that links to it, else aside). Its evaluations, finished or not,
+    go with it (they are keyed on its id): the cell's new set is evaluated afresh."""
     folder = store.set_folder(cell)
-    old = store.recorded_digest(folder)
+    if folder is None or folder.is_symlink():  # a linked set is its owner's to move
+        return
 
     def stale() -> str | None:
         recorded = store.recorded_digest(folder)
         return recorded if recorded not in (None, current) else None
 
-    why = f"cell {cell.key}: its set was made with other settings than the code resolves today"
-    shared = store.linkers(folder) if stale() is not None and not folder.is_symlink() else []
-    if shared:
-        # renaming it would send the linking keys (their settings did not change) to the new set, and
-        # their evaluations are named after this folder: keep it, and compute nothing for this cell
-        raise SharedStale(
-            f"cell {cell.key}: its set {folder} is stale, but the set key(s) {', '.join(shared)} link to it "
-            "and name their evaluations after it; not recomputed (compute the cell in another store, --out)"
-        )
-    if _retire_outdated(store, folder, stale, why):
-        for seed in cell.seeds:
-            seed_folder = store.seed_folder(cell, seed)
-            unfinished = functools.partial(_unfinished, seed_folder, old)
-            _retire_outdated(store, seed_folder, unfinished, f"cell {cell.key}: seed {seed} used the old set")
+    if stale() is None:
+        return
+    with store.locked(folder):
+        old = stale()
+        if old is not None:
+            stage(
+                "cell %s: its set was made with other settings than the code resolves today; kept as %s, "
+                "computing it again",
+                cell.key,
+                store.move_set(folder, old),
+            )
 
 
 def _run_cell(
@@ -270,6 +261,8 @@ def _run_cell(
             stage("cell %s: condensing -> %s", cell.key, set_folder)
             with store.locked(set_folder):
                 if not store.done(set_folder):  # another process may have finished it meanwhile
+                    if store.recorded_digest(set_folder) is None:  # a new set, not an interrupted one
+                        store.new_set(set_folder, current.digest)
                     _condense_cell(cell, set_folder, datasets, quiet, compile)
     train_set = str(set_folder / "synthetic.safetensors") if set_folder else cell.evaluate["train_set"]
     for seed in cell.seeds:
@@ -314,9 +307,6 @@ def run_experiment(
         except Locked as busy:
             stage("cell %s: %s is being computed by another process; skipped", cell.key, busy)
             outcome.append((cell.key, "skipped: running elsewhere"))
-        except SharedStale as shared:
-            stage("%s", shared)
-            outcome.append((cell.key, "skipped: stale set shared by other keys"))
     return outcome
 
 
@@ -361,10 +351,11 @@ def adopt_set(store: CellStore, cell: Cell, source: str | Path) -> Path:
         raise HashCondenseError(f"cell {cell.key} already has its set (or a run making it) in {folder}")
     card = json.loads((source / "card.json").read_text()) if (source / "card.json").is_file() else {}
     with store.locked(folder):
+        store.new_set(folder, current)
         for path in source.iterdir():
             if path.is_dir():
                 shutil.copytree(path, folder / path.name, dirs_exist_ok=True)
-            elif path.name not in (CHECKPOINT, ".lock", "done.json"):
+            elif path.name not in (CHECKPOINT, ".lock", "done.json", SET_ID):
                 shutil.copy2(path, folder / path.name)
         facts = {key: card.get(key) for key in ("stopped", "steps_done", "steps_total")}
         CellStore.mark_done(folder, {"date": _today(), **facts, "adopted_from": str(source)})

@@ -10,10 +10,16 @@ A folder's key is a digest of the cell's config as written (method, preset *name
 does not change when the code's defaults or a method's preset values do. So each set also records the
 digest of its fully resolved settings (`config_digest` in its config.json) and each evaluation of a
 set records that digest in its done.json (`set_digest`): the runner recomputes a set whose recorded
-digest is not what the code resolves today, an evaluation counts only for the set it trained on, and a
-replaced folder is renamed aside (`<key>.stale-<old digest>`), never deleted. A cell whose set key is
-new but whose resolved settings and budget (`SET_BUDGET`: the resolved digest leaves the budget out,
-so that a run can be extended) are those of a finished set links to it (`share_set`, a symlink).
+digest is not what the code resolves today, and an evaluation counts only for the set it trained on.
+A cell whose set key is new but whose resolved settings and budget (`SET_BUDGET`: the resolved digest
+leaves the budget out, so that a run can be extended) are those of a finished set links to it
+(`share_set`, a symlink).
+
+Evaluations are keyed on the set's id (`set_id`), written into the set folder when it is created and
+never changed, not on the folder's path: so a set that is outdated for its own key moves out of it
+with its evaluations (`move_set`) and stays what the keys that link to it measure. It moves into the
+first such key (their settings are unchanged), else aside as `<key>.stale-<old digest>`, never deleted;
+a later key of the same settings and budget links to it there too.
 
 The digests leave out what only says where files are or how a run is driven (output folder, data root,
 progress, resume), and an evaluation names its condensed set by the set's digest, not its path: the
@@ -37,11 +43,14 @@ from hashcondense.condense.config import LOCATION_FIELDS, LOCATION_OPTIONS
 from hashcondense.experiments.spec import Cell
 from hashcondense.io.atomic import ensure_writable_dir, write_json
 
-__all__ = ["SET_BUDGET", "CellStore", "Locked"]
+__all__ = ["SET_BUDGET", "SET_ID", "CellStore", "Locked"]
 
 # what the resolved-settings digest leaves out (a finished run may be extended) but a shared set must
 # match: a 1-minute set is not a 30-minute one
 SET_BUDGET = ("time_budget", "outer_loops")
+
+# the file in a set folder that holds the set's id (`CellStore.set_id`)
+SET_ID = "set_id.json"
 
 # what a set file's metadata leaves out (condense.config), and the device, the budget's clock and
 # torch.compile: one key on any machine. A time-budgeted set depends on the machine's speed anyway (the
@@ -76,11 +85,27 @@ class CellStore:
     def cell_folder(self, cell: Cell) -> Path:
         evaluate = _settings(cell.evaluate)
         folder = self.set_folder(cell)
-        if folder is not None:  # a set shared under another key (share_set) is named by that key
-            evaluate["train_set"] = f"set:{folder.resolve().name if folder.is_symlink() else folder.name}"
+        if folder is not None:  # named by the set's id: a set shared or moved keeps its evaluations
+            evaluate["train_set"] = f"set:{self.set_id(folder) if folder.exists() else folder.name}"
         # no cell key in the digest: the same set evaluated the same way is one measurement, shared by
         # every experiment that asks for it (table1's iem/10/64 is also a point of the length curve)
         return self.root / "cells" / _digest({"evaluate": evaluate})
+
+    @staticmethod
+    def set_id(folder: Path) -> str:
+        """The id a set's evaluations are keyed on: the one its folder records, else (a set made before
+        ids were written) the folder's name."""
+        real = folder.resolve()
+        path = real / SET_ID
+        return json.loads(path.read_text())["set_id"] if path.is_file() else real.name
+
+    @staticmethod
+    def new_set(folder: Path, digest: str) -> None:
+        """Create a set folder with its id: its key and resolved digest, which no other set shares (a
+        set replaced under its key had another digest)."""
+        ensure_writable_dir(folder)
+        if not (folder / SET_ID).is_file():
+            write_json(folder / SET_ID, {"set_id": f"{folder.name}-{digest[:12]}"})
 
     def seed_folder(self, cell: Cell, seed: int) -> Path:
         return self.cell_folder(cell) / f"seed{seed}"
@@ -153,15 +178,19 @@ class CellStore:
             folder.symlink_to(other.name)  # relative: the store can move
         return other
 
-    def equivalent_set(self, cell: Cell, digest: str, budget: dict[str, Any]) -> Path | None:
+    def equivalent_set(
+        self, cell: Cell, digest: str, budget: dict[str, Any], replacing: bool = False
+    ) -> Path | None:
         """A finished set of resolved settings `digest` and budget `budget` under another key, when the
-        cell has no set folder yet (what `share_set` would link; reads only)."""
+        cell has no set folder yet, or (`replacing`) has one that is outdated and will be moved out
+        (what `share_set` would link; reads only)."""
         folder = self.set_folder(cell)
-        if folder is None or folder.exists() or folder.is_symlink():
+        if folder is None or (not replacing and (folder.exists() or folder.is_symlink())):
             return None
         for config in sorted((self.root / "sets").glob("*/config.json")):
             other = config.parent
-            if other.is_symlink() or ".stale-" in other.name or not self.done(other):
+            # a set moved aside is outdated for its own key only: another key of its settings may use it
+            if other.is_symlink() or other == folder or not self.done(other):
                 continue
             if self.recorded_digest(other) == digest and self.recorded_budget(other) == budget:
                 return other
@@ -185,6 +214,25 @@ class CellStore:
             target = folder.with_name(f"{stem}-{n}")
         folder.rename(target)
         return target
+
+    def move_set(self, folder: Path, digest: str | None) -> Path:
+        """Move a set that is outdated for its own key out of it, keeping its id (and so its
+        evaluations): into the first key that links to it, whose settings it still has (the others are
+        linked there), else aside (`retire`). Call it under the folder's lock."""
+        if not (folder / SET_ID).is_file():
+            write_json(folder / SET_ID, {"set_id": self.set_id(folder)})
+        linkers = self.linkers(folder)
+        if not linkers:
+            return self.retire(folder, digest)
+        home = folder.with_name(linkers[0])
+        home.unlink()  # the symlink: a directory cannot be renamed over it
+        folder.rename(home)
+        for name in linkers[1:]:
+            link, temporary = folder.with_name(name), folder.with_name(f".{name}.link")
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(home.name)
+            os.replace(temporary, link)  # atomic: a reader sees the old link or the new one
+        return home
 
     def set_card(self, cell: Cell) -> dict[str, Any] | None:
         folder = self.set_folder(cell)
