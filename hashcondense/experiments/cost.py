@@ -96,10 +96,12 @@ class CostModel:
     def pool_seconds(self, condense: dict[str, Any], data: RetrievalDataset, pool_cached: bool) -> float:
         """The IEM pool's training, when the run will train it (0 for other methods or a cached pool)."""
         options = condense.get("options", {})
-        if condense.get("method") != "iem" or pool_cached or options.get("use_pool") is False:
+        if condense.get("method") != "iem" or pool_cached:
+            return 0.0
+        iem = METHODS.get("iem")
+        if not iem.uses_pool(options.get("use_pool"), condense.get("preset")):
             return 0.0
         config = CondenseConfig.from_dict({**condense, "out": "-"})
-        iem = METHODS.get("iem")
         epochs = options.get("pool_epochs") or (10 if data.image_size > 32 else 2)
         size = options.get("pool_size", iem.options["pool_size"])
         gflop = forward_gflop(config.arch, data.image_size, data.in_channels, config.bits)

@@ -84,7 +84,7 @@ def run_demo(
     iem_loops = {"outer_loops": 2, "inner_loops": 3} if quick else {"outer_loops": 40, "inner_loops": 10}
     # The digits train split is 1,000 images: at batch 128 (8 steps per epoch) early-stage members
     # leave chance level after ~10 epochs, as 2 epochs of CIFAR-10's larger splits do.
-    pool = {"pool_size": 2, "pool_epochs": 1 if quick else 10, "pool_batch": 128}
+    pool = {"use_pool": True, "pool_size": 2, "pool_epochs": 1 if quick else 10, "pool_batch": 128}
     # The cpu preset's image learning rate (0.05): the paper's 0.005 barely moves the images in the
     # few hundred steps a CPU demo affords.
     iem_set = condensed("iem", "condense_iem", preset="cpu", options=pool, **iem_loops)
