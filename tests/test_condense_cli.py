@@ -185,3 +185,27 @@ def test_overlay_sets_the_fields_named_by_given_flags():
     assert base == {"seed": 3, "inner": {"lr": 2.0, "eval_epochs": [4]}}  # the caller's dict is kept
     with pytest.raises(HashCondenseError, match="config key inner = 3 should be an object"):
         overlay({"inner": 3}, args, Outer)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [([], None), (["--pool"], True), (["--no-pool"], False)])
+def test_pool_on_or_off_or_the_presets_choice(tmp_path, flags, expected):
+    args = parse(
+        "--dataset",
+        "digits",
+        "--ipc",
+        "1",
+        "--method",
+        "iem",
+        "--preset",
+        "cpu",
+        *flags,
+        "--out",
+        str(tmp_path),
+    )
+    assert build_condense_config(args).options.get("use_pool") is expected
+
+
+def test_pool_and_no_pool_together_is_a_mistake(capsys):
+    with pytest.raises(SystemExit):
+        parse("--method", "iem", "--pool", "--no-pool")
+    assert "not allowed with argument" in capsys.readouterr().err

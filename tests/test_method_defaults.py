@@ -28,3 +28,20 @@ def test_small_images_get_the_cifar_settings_whatever_their_name(name):
 
 def test_imagenet_ten_takes_the_papers_rate_of_ten():
     assert METHODS.get("iem").default_settings(_info("imagenet10", 64))["lr_img"] == 10.0
+
+
+@pytest.mark.parametrize(
+    ("size", "num_train", "preset", "epochs"),
+    [
+        (32, 5_000, None, 20),  # CIFAR-10's retrieval split: Acc-DD's ~400 steps, not 2 epochs' ~40
+        (32, 50_000, None, 2),  # Acc-DD's own CIFAR-10: its 2 epochs
+        (32, 200_000, None, 2),  # never under 2 epochs
+        (32, 5_000, "cpu", 2),  # the cpu preset's stored pool cells
+        (64, 5_000, None, 10),  # large images: Acc-DD's ImageNet setting
+    ],
+)
+def test_the_pool_sees_as_many_images_as_acc_dds_early_stage(size, num_train, preset, epochs):
+    from hashcondense.condense.methods.iem import default_pool_epochs
+
+    info = DatasetInfo(name="x", num_classes=10, in_channels=3, image_size=size, num_train=num_train)
+    assert default_pool_epochs(info, preset) == epochs

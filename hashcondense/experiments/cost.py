@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from hashcondense.condense.config import CondenseConfig, DatasetInfo, resolve_settings
+from hashcondense.condense.methods.iem import default_pool_epochs
 from hashcondense.data import RetrievalDataset
 from hashcondense.evaluate import EvalConfig
 from hashcondense.models import create_model
@@ -102,7 +103,7 @@ class CostModel:
         if not iem.uses_pool(options.get("use_pool"), condense.get("preset")):
             return 0.0
         config = CondenseConfig.from_dict({**condense, "out": "-"})
-        epochs = options.get("pool_epochs") or (10 if data.image_size > 32 else 2)
+        epochs = options.get("pool_epochs") or default_pool_epochs(_info(condense, data), config.preset)
         size = options.get("pool_size", iem.options["pool_size"])
         gflop = forward_gflop(config.arch, data.image_size, data.in_channels, config.bits)
         views = HASHING.get(config.hashing).num_views
@@ -113,12 +114,16 @@ class CostModel:
         """How many training images the condensed set decodes into (ipc x classes x factor**2)."""
         config = CondenseConfig.from_dict({**condense, "out": "-"})
         method = METHODS.get(config.method)
-        info = DatasetInfo(
-            name=str(condense.get("dataset")),
-            num_classes=data.num_classes,
-            in_channels=data.in_channels,
-            image_size=data.image_size,
-            num_train=len(data.indices("train")),
-        )
+        info = _info(condense, data)
         settings = resolve_settings(config, method.default_settings(info), data.image_size, method.presets)
         return config.ipc * data.num_classes * settings.factor**2
+
+
+def _info(condense: dict[str, Any], data: RetrievalDataset) -> DatasetInfo:
+    return DatasetInfo(
+        name=str(condense.get("dataset")),
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        image_size=data.image_size,
+        num_train=len(data.indices("train")),
+    )

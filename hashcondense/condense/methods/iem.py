@@ -23,12 +23,17 @@ Defaults (the paper's where it gives them, else IDC's framework, which IEM is bu
   images per class and step (IDC's batch_real, batch_syn_max). Augmentation: IDC's matching
   augmentation, strategy color_crop_cutout in "idc" mode, one draw shared by the real and synthetic
   batch of a class. Momentum 0.5.
-- Pool: 5 members, 2 epochs for CIFAR-size data, 10 for ImageNet (Acc-DD); Adam lr 1e-3, batch 256,
-  constant rate, the trainer's weak/strong views. Perturbation magnitudes U(0.01, 0.09) (Acc-DD).
+- Pool: 5 members; Adam lr 1e-3, batch 256, constant rate, the trainer's weak/strong views.
+  Perturbation magnitudes U(0.01, 0.09) (Acc-DD). Training length (`default_pool_epochs`): Acc-DD's
+  early stage is 2 epochs of CIFAR-10's 50,000 images, about 400 optimiser steps; the retrieval train
+  split holds 5,000, so at 32 px and below the pool sees as many images as that (20 epochs of 5,000),
+  not 2 epochs (about 40 steps: members at chance-like DHD loss; RESULTS.md "Pool length" measured 10
+  epochs above 2). Above 32 px: 10 epochs (Acc-DD's ImageNet setting).
 Preset "cpu" (`--preset cpu`): R = 180 outer loops of M = 10 inner steps (many network draws even when
 a time budget stops the run early), no model pool unless `use_pool` is set (a fresh random network each
 outer loop: under CPU budgets this matched better than the 2- and 10-epoch pools at 1, 10 and 50
-images per class, RESULTS.md "Table 4" and "Pool length"), and lr_img 0.05 instead of 0.005: the
+images per class, RESULTS.md "Table 4" and "Pool length"; a pool asked for there trains the cheap 2
+epochs the stored cpu cells used), and lr_img 0.05 instead of 0.005: the
 paper's rate is sized for its R x M = 90,000 GPU steps; the measurements behind that choice and the
 step's cost on a CPU are in BENCHMARKS.md ("Equal wall-clock condensation on real CIFAR-10" and
 "Cost of one distillation step and peak memory").
@@ -54,7 +59,20 @@ from hashcondense.condense.pool import POOL_FORMAT, ModelPool, perturb_
 from hashcondense.errors import HashCondenseError
 from hashcondense.utils.checks import check_count, is_number
 
-__all__ = ["IEM"]
+__all__ = ["IEM", "default_pool_epochs"]
+
+
+# Acc-DD's early stage at 32 px: 2 epochs over CIFAR-10's 50,000 training images
+ACC_DD_IMAGES_SEEN = 2 * 50_000
+
+
+def default_pool_epochs(info: DatasetInfo, preset: str | None) -> int:
+    """The pool's training length when `pool_epochs` is not given (see the module docstring)."""
+    if _large(info):
+        return 10
+    if preset == "cpu":
+        return 2
+    return max(2, round(ACC_DD_IMAGES_SEEN / max(info.num_train, 1)))
 
 
 def _large(info: DatasetInfo) -> bool:
@@ -68,7 +86,7 @@ class IEM(EmbeddingMatching):
     options = {
         "use_pool": None,  # None = on (the paper's), off under the cpu preset (`uses_pool`)
         "pool_size": 5,
-        "pool_epochs": None,  # None = 2 (images up to 32 px) or 10 (larger, the ImageNet setting)
+        "pool_epochs": None,  # None = default_pool_epochs
         "pool_lr": 1e-3,
         "pool_batch": 256,
         "pool_dir": None,  # None = <out>/../.pool_cache
@@ -103,7 +121,7 @@ class IEM(EmbeddingMatching):
         super().__init__(context, **options)
         o = self.opts
         if o["pool_epochs"] is None:
-            o["pool_epochs"] = 10 if _large(context.info) else 2
+            o["pool_epochs"] = default_pool_epochs(context.info, context.config.preset)
         o["use_pool"] = self.uses_pool(o["use_pool"], context.config.preset)
         if not isinstance(o["use_pool"], bool):
             raise HashCondenseError(f"use_pool={o['use_pool']!r} cannot work; use true or false (--no-pool)")
