@@ -459,3 +459,13 @@ def test_a_set_made_before_ids_keeps_its_name_as_id_when_moved(tmp_path):
     assert aside.name == "cccc.stale-001122334455" and store.set_id(aside) == "aaaa"
     store.new_set(legacy, "0123456789abcdef")
     assert store.set_id(legacy) == "aaaa-0123456789ab"
+
+
+def test_table5_condenses_with_each_hashing_method_through_the_pool_under_the_cpu_preset():
+    # without the pool IEM matches a random network's features: the hashing method would not be seen
+    cells = {c.key: c for c in load_experiment("table5").cells("cpu")}
+    condensed_with = [c for key, c in cells.items() if key.startswith("condensed-with/")]
+    assert {c.condense["hashing"] for c in condensed_with} == {"dhd", "dpn", "orthohash"}
+    assert all(c.condense["options"]["use_pool"] is True for c in condensed_with)
+    assert all(c.evaluate["hashing"] == c.condense["hashing"] for c in condensed_with)
+    assert "use_pool" not in cells["iem/10/dpn"].condense.get("options", {})  # the preset's choice: off
