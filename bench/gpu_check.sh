@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # IEM at 10 images per class with the paper's settings (its defaults) under 1- and 3-minute distillation
-# budgets (IEM Table 7: 37.13 and 39.65 mAP on a GPU), its model pool trained first, on the CIFAR-10
+# budgets (IEM Table 7: 37.13 and 39.65 mAP on a GPU), its model pool trained first (5 members, 20 epochs of
+# the 5,000-image split: Acc-DD's early stage, about 400 steps each; cached for the second run), on the CIFAR-10
 # train split that bench/make_gpu_check_data.py packs. Writes both sets, their cards (timings) and the
 # machine's description under OUT; about 6 minutes on one GPU. The sets are evaluated afterwards on the
 # real split, e.g.
