@@ -222,7 +222,7 @@ def _retire_stale_set(store: CellStore, cell: Cell, current: str) -> None:
     (`CellStore.move_set`: to a key that links to it, else aside). Its evaluations, finished or not,
     go with it (they are keyed on its id): the cell's new set is evaluated afresh."""
     folder = store.set_folder(cell)
-    if folder is None or folder.is_symlink():  # a linked set is its owner's to move
+    if folder is None:
         return
 
     def stale() -> str | None:
@@ -230,6 +230,11 @@ def _retire_stale_set(store: CellStore, cell: Cell, current: str) -> None:
         return recorded if recorded not in (None, current) else None
 
     if stale() is None:
+        return
+    if folder.is_symlink():  # a linked set stays with its owner: only this key's link goes
+        owner = folder.resolve()
+        stage("cell %s: the set it links to (%s) no longer has its settings; unlinked", cell.key, owner)
+        folder.unlink(missing_ok=True)
         return
     with store.locked(folder):
         old = stale()
