@@ -19,7 +19,8 @@ Evaluations are keyed on the set's id (`set_id`), written into the set folder wh
 never changed, not on the folder's path: so a set that is outdated for its own key moves out of it
 with its evaluations (`move_set`) and stays what the keys that link to it measure. It moves into the
 first such key (their settings are unchanged), else aside as `<key>.stale-<old digest>`, never deleted;
-a later key of the same settings and budget links to it there too.
+a later key of the same settings and budget links to it there too. A key whose linked set no longer
+has its settings drops the link (the runner) and gets a set of its own.
 
 The digests leave out what only says where files are or how a run is driven (output folder, data root,
 progress, resume), and an evaluation names its condensed set by the set's digest, not its path: the
