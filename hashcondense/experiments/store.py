@@ -23,10 +23,11 @@ a later key of the same settings and budget links to it there too. A key whose l
 has its settings drops the link (the runner) and gets a set of its own.
 
 The digests leave out what only says where files are or how a run is driven (output folder, data root,
-progress, resume), and an evaluation names its condensed set by the set's digest, not its path: the
-store can move and two machines fill the same keys. Each folder is locked while a process works in it
-(`fcntl.flock`, released when the process ends), so several invocations can fill one table side by
-side: a locked folder is skipped by the others, an interrupted one (no done.json) is resumed.
+progress, resume), and an evaluation names its condensed set by the set's id (its key and resolved
+digest: the same on any machine), not its path: the store can move and two machines fill the same
+keys. Each folder is locked while a process works in it (`fcntl.flock`, released when the process
+ends), so several invocations can fill one table side by side: a locked folder is skipped by the
+others, an interrupted one (no done.json) is resumed.
 """
 
 from __future__ import annotations
