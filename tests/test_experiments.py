@@ -368,6 +368,24 @@ def test_a_set_written_differently_with_the_same_resolved_settings_is_shared(tmp
     assert times() == before and sorted(store.metrics(twin)) == [0, 1]  # nothing recomputed
 
 
+def test_cells_that_differ_only_in_what_the_method_does_not_read_share_its_set(tmp_path):
+    # DM reads no hash bits (`unread_settings`): the 32-bit cell evaluates the 16-bit cell's set
+    grid = {"method": ["dm"], "ipc": [1], "bits": [16, 32]}
+    experiment, store = load_experiment(_file(tmp_path, grid=grid)), CellStore(tmp_path / "store")
+    run_experiment(experiment, store, "cpu", pattern="dm/1/16", quiet=True)
+    cells = {c.key: c for c in experiment.cells("cpu")}
+    (planned,) = plan_cells(experiment, store, "cpu", pattern="dm/1/32")
+    assert planned.shared == store.set_folder(cells["dm/1/16"])
+    assert dict(run_experiment(experiment, store, "cpu", pattern="dm/1/32", quiet=True)) == {
+        "dm/1/32": "done"
+    }
+    assert store.set_folder(cells["dm/1/32"]).resolve() == store.set_folder(cells["dm/1/16"]).resolve()
+    assert store.cell_folder(cells["dm/1/32"]) != store.cell_folder(cells["dm/1/16"])  # evaluated at 32 bits
+    metrics = store.metrics(cells["dm/1/32"])
+    assert sorted(metrics) == [0, 1] and all(m["bits"] == 32 for m in metrics.values())
+    assert [s.status for s in plan_cells(experiment, store, "cpu", pattern="dm/*")] == ["done", "done"]
+
+
 @pytest.mark.parametrize(
     "changes",
     [
@@ -383,7 +401,7 @@ def test_a_set_of_another_budget_is_not_shared(tmp_path, changes):
     dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
     other = load_experiment(_file(tmp_path, "budget.json", **changes))
     twin = next(c for c in other.cells("cpu") if c.key == "dm/1/16")
-    assert current_settings(twin, _Datasets()).digest == store.recorded_digest(store.set_folder(dm))
+    assert current_settings(twin, _Datasets()).digest == store.recorded_set_digest(store.set_folder(dm))
     (planned,) = plan_cells(other, store, "cpu", pattern="dm/*")
     assert planned.shared is None and "linked" not in planned.cost
     run_experiment(other, store, "cpu", pattern="dm/*", quiet=True)

@@ -13,7 +13,8 @@ is refused. Settings that only decide where files go, how long to run or how muc
 pass may use are left out (`RESUME_FREE`): `out`, `preset` (its values are hashed), `resume`,
 `overwrite`, `time_budget`,
 `outer_loops` (a finished run can be extended), `checkpoint_every`, `device`, `compile`, `root`, `download`,
-`show_progress`, `export_images`, `max_forward` and the `pool_dir` option.
+`show_progress`, `export_images`, `max_forward` and the `pool_dir` option. `set_digest` further leaves
+out what the method does not read (DM's hash bits): it decides which stored sets are the same.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "check_settings",
     "config_digest",
     "resolve_settings",
+    "set_digest",
     "set_config",
 ]
 
@@ -367,3 +369,15 @@ def config_digest(resolved: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     }
     text = json.dumps(subset, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
+
+
+def set_digest(resolved: dict[str, Any]) -> str:
+    """The digest of the settings that decide the condensed *set*: `config_digest` without what the
+    method never reads for them (`CondenseMethod.unread_settings`, e.g. DM's hash bits). Two runs with
+    the same `set_digest` make the same set, so experiments may share it (32- and 64-bit cells)."""
+    unread = METHODS.get(resolved["method"]).unread_settings(resolved)
+    kept = {k: v for k, v in resolved.items() if k not in unread}
+    kept["options"] = {
+        k: v for k, v in dict(resolved.get("options", {})).items() if f"options.{k}" not in unread
+    }
+    return config_digest(kept)[0]

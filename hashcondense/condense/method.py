@@ -111,6 +111,8 @@ class CondenseMethod:
         options: the method's own settings and their defaults (None = choose in `__init__`).
         presets: named groups of shared loop settings (`CondenseConfig.preset`, e.g. "cpu"); "paper"
             (the defaults) always exists.
+    Class method a method may override:
+        unread_settings(resolved): the resolved settings that cannot change its set (see there).
     """
 
     name: ClassVar[str] = "base"
@@ -137,6 +139,15 @@ class CondenseMethod:
     def default_settings(cls, info: DatasetInfo) -> dict[str, Any]:
         """The method's values of the shared loop settings (may depend on the dataset)."""
         return {}
+
+    @classmethod
+    def unread_settings(cls, resolved: dict[str, Any]) -> set[str]:
+        """Names of resolved settings (top level, or "options.NAME") that this method never reads for
+        `resolved`, so that two runs differing only in them make the same set (DM reads no hashing
+        method: its set at 32 bits is its set at 64). `config.set_digest` leaves them out, and the
+        experiment store shares one set between such cells. Default: every setting counts. A claim
+        here must hold bit for bit (tests/test_condense.py checks each one)."""
+        return set()
 
     def resolved_options(self) -> dict[str, Any]:
         """The options as used (after `__init__` filled dataset-dependent ones); saved in the config."""

@@ -10,10 +10,12 @@ A folder's key is a digest of the cell's config as written (method, preset *name
 does not change when the code's defaults or a method's preset values do. So each set also records the
 digest of its fully resolved settings (`config_digest` in its config.json) and each evaluation of a
 set records that digest in its done.json (`set_digest`): the runner recomputes a set whose recorded
-digest is not what the code resolves today, and an evaluation counts only for the set it trained on.
-A cell whose set key is new but whose resolved settings and budget (`SET_BUDGET`: the resolved digest
-leaves the budget out, so that a run can be extended) are those of a finished set links to it
-(`share_set`, a symlink).
+settings are not what the code resolves today, and an evaluation counts only for the set it trained on.
+Sets are compared on `config.set_digest`, recomputed from the settings config.json records: the
+resolved settings less those the method does not read (DM's and IEM-without-pool's hash bits and
+hashing method), so one DM set serves the 32- and 64-bit cells. A cell whose set key is new but whose
+set settings and budget (`SET_BUDGET`: the digests leave the budget out, so that a run can be
+extended) are those of a finished set links to it (`share_set`, a symlink).
 
 Evaluations are keyed on the set's id (`set_id`), written into the set folder when it is created and
 never changed, not on the folder's path: so a set that is outdated for its own key moves out of it
@@ -41,7 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hashcondense.condense.config import LOCATION_FIELDS, LOCATION_OPTIONS
+from hashcondense.condense.config import LOCATION_FIELDS, LOCATION_OPTIONS, set_digest
 from hashcondense.experiments.spec import Cell
 from hashcondense.io.atomic import ensure_writable_dir, write_json
 
@@ -144,6 +146,15 @@ class CellStore:
         return json.loads(path.read_text()).get("config_digest")
 
     @staticmethod
+    def recorded_set_digest(folder: Path | None) -> str | None:
+        """The `config.set_digest` of the settings a set folder's config.json records (None: none written
+        yet): what decides whether it is the set a cell asks for."""
+        path = None if folder is None else folder / "config.json"
+        if path is None or not path.is_file():
+            return None
+        return set_digest(json.loads(path.read_text())["config"])
+
+    @staticmethod
     def recorded_budget(folder: Path) -> dict[str, Any]:
         """The `SET_BUDGET` values a set folder's config.json records."""
         config = json.loads((folder / "config.json").read_text()).get("config", {})
@@ -170,9 +181,10 @@ class CellStore:
 
     def share_set(self, cell: Cell, digest: str, budget: dict[str, Any]) -> Path | None:
         """Link the cell's set folder, when it does not exist yet, to a finished set made under another
-        key with the same resolved settings (`digest`) and budget (`SET_BUDGET` values): two experiments
-        that write one set differently (table4's explicit `use_pool: true, factor: 2` against table1's
-        defaults) share it, and its evaluations. Returns the shared folder, or None."""
+        key with the same set settings (`digest`, a `config.set_digest`) and budget (`SET_BUDGET`
+        values): two experiments that write one set differently (table4's explicit `use_pool: true,
+        factor: 2` against table1's defaults; table1's 32- and 64-bit DM cells) share it, and its
+        evaluations. Returns the shared folder, or None."""
         folder, other = self.set_folder(cell), self.equivalent_set(cell, digest, budget)
         if folder is None or other is None:
             return None
@@ -194,7 +206,7 @@ class CellStore:
             # a set moved aside is outdated for its own key only: another key of its settings may use it
             if other.is_symlink() or other == folder or not self.done(other):
                 continue
-            if self.recorded_digest(other) == digest and self.recorded_budget(other) == budget:
+            if self.recorded_set_digest(other) == digest and self.recorded_budget(other) == budget:
                 return other
         return None
 

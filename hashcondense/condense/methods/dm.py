@@ -43,5 +43,10 @@ class DistributionMatching(EmbeddingMatching):
             "checkpoint_every": 200,
         }
 
+    @classmethod
+    def unread_settings(cls, resolved: dict[str, Any]) -> set[str]:
+        # matches backbone embeddings of random networks: no hash head, no hashing loss
+        return {"hashing", "bits"}
+
     def begin_outer(self, outer: int) -> None:
         self.net = self.context.new_network(Streams.NETWORK, outer)

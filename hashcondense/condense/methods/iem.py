@@ -105,6 +105,15 @@ class IEM(EmbeddingMatching):
         return use_pool if use_pool is not None else preset != "cpu"
 
     @classmethod
+    def unread_settings(cls, resolved: dict[str, Any]) -> set[str]:
+        # without the pool IEM matches embeddings of fresh random networks, as DM: the hashing method
+        # and the pool's settings never reach the set (with it, the pool is trained with the hashing loss)
+        if cls.uses_pool(resolved.get("options", {}).get("use_pool"), resolved.get("preset")):
+            return set()
+        pool = ("pool_size", "pool_epochs", "pool_lr", "pool_batch", "perturb_min", "perturb_max")
+        return {"hashing", "bits", *(f"options.{name}" for name in pool)}
+
+    @classmethod
     def default_settings(cls, info: DatasetInfo) -> dict[str, Any]:
         large = _large(info)
         # the paper's large-image rates are 10 (ImageNet-10) and 20 (ImageNet-20): one per class

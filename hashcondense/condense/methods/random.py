@@ -25,5 +25,9 @@ class RandomSelection(CondenseMethod):
     presets = {"cpu": {}}
 
     @classmethod
+    def unread_settings(cls, resolved: dict[str, Any]) -> set[str]:
+        return {"hashing", "bits", "arch", "arch_kwargs"}  # no network at all
+
+    @classmethod
     def default_settings(cls, info: DatasetInfo) -> dict[str, Any]:
         return {"factor": 1, "outer_loops": 0}
