@@ -138,7 +138,7 @@ def test_list_names_everything(capsys):
     assert code == 0
     for name in ("digits", "cifar10", "convnet3", "resnetap10", "densenet121", "dhd", "orthohash", "csq"):
         assert name in out
-    assert "experiments: evallength, poollength, table1, table2, table3, table4, table5, table7" in out
+    assert "experiments: evallength, lrimg, poollength, table1, table2, table3, table4, table5, table7" in out
 
 
 def test_demo_quick_prints_table_and_writes_runs(tmp_path, capsys):
