@@ -329,6 +329,13 @@ def test_settings_a_method_does_not_read_leave_its_set_and_set_digest_alone(
     assert set_digest(recorded[0]["config"]) == set_digest(recorded[1]["config"])
 
 
+def test_set_digest_of_a_method_this_process_does_not_know_leaves_nothing_out():
+    # a store may hold sets of a plugin method that is not imported: they are compared in full
+    resolved = {"method": "plugin", "bits": 16, "hashing": "dhd", "options": {}}
+    assert set_digest(resolved) != set_digest({**resolved, "bits": 64})
+    assert set_digest({**resolved, "method": "dm"}) == set_digest({**resolved, "method": "dm", "bits": 64})
+
+
 def test_a_setting_the_method_reads_changes_the_set_digest(tmp_path, small, pool_dir):
     kw = dict(method="iem", ipc=1, outer_loops=1, inner_loops=1, options=iem_options(pool_dir, use_pool=True))
     condense(config(tmp_path, "a", **kw), dataset=small)

@@ -375,7 +375,9 @@ def set_digest(resolved: dict[str, Any]) -> str:
     """The digest of the settings that decide the condensed *set*: `config_digest` without what the
     method never reads for them (`CondenseMethod.unread_settings`, e.g. DM's hash bits). Two runs with
     the same `set_digest` make the same set, so experiments may share it (32- and 64-bit cells)."""
-    unread = METHODS.get(resolved["method"]).unread_settings(resolved)
+    method = resolved.get("method")
+    # a set of a method this process does not know (a plugin not imported) shares nothing
+    unread = METHODS.get(method).unread_settings(resolved) if method in METHODS else set()
     kept = {k: v for k, v in resolved.items() if k not in unread}
     kept["options"] = {
         k: v for k, v in dict(resolved.get("options", {})).items() if f"options.{k}" not in unread
