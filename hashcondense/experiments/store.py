@@ -152,7 +152,9 @@ class CellStore:
         path = None if folder is None else folder / "config.json"
         if path is None or not path.is_file():
             return None
-        return set_digest(json.loads(path.read_text())["config"])
+        recorded = json.loads(path.read_text())
+        # a config.json without its settings (not written by this library) matches nothing
+        return set_digest(recorded["config"]) if "config" in recorded else recorded.get("config_digest")
 
     @staticmethod
     def recorded_budget(folder: Path) -> dict[str, Any]:
