@@ -19,7 +19,7 @@ from hashcondense.condense import (
     decode,
     encode_tiles,
 )
-from hashcondense.condense.config import set_digest
+from hashcondense.condense.config import set_content_digest
 from hashcondense.condense.methods.dm import DistributionMatching
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run on one thread
@@ -314,34 +314,36 @@ CHANGED = {"bits": 32, "hashing": "dpn"}  # TINY condenses at 16 bits with DHD
         ("random", {}, {**CHANGED, "arch_kwargs": {"width": 16}}),
     ],
 )
-def test_settings_a_method_does_not_read_leave_its_set_and_set_digest_alone(
+def test_settings_a_method_does_not_read_leave_its_set_and_content_digest_alone(
     tmp_path, small, method, kw, changed
 ):
-    # what `unread_settings` declares is left out of `set_digest`, and the experiment store then shares
-    # the set between cells that differ in it (a 32-bit cell uses the 64-bit DM set): it must hold bit
-    # for bit. The third case is IEM without the pool by way of the cpu preset.
+    # what `unread_settings` declares is left out of `set_content_digest`, and the experiment store
+    # then shares the set between cells that differ in it (a 32-bit cell uses the 64-bit DM set): it
+    # must hold bit for bit. The third case is IEM without the pool by way of the cpu preset.
     condense(config(tmp_path, "a", method=method, ipc=1, batch_real=8, **kw), dataset=small)
     condense(config(tmp_path, "b", method=method, ipc=1, batch_real=8, **{**kw, **changed}), dataset=small)
     a, b = (_tensor_bytes(tmp_path / n / "synthetic.safetensors") for n in "ab")
     assert a == b
     recorded = [json.loads((tmp_path / n / "config.json").read_text()) for n in "ab"]
     assert recorded[0]["config_digest"] != recorded[1]["config_digest"]
-    assert set_digest(recorded[0]["config"]) == set_digest(recorded[1]["config"])
+    assert set_content_digest(recorded[0]["config"]) == set_content_digest(recorded[1]["config"])
 
 
-def test_set_digest_of_a_method_this_process_does_not_know_leaves_nothing_out():
+def test_content_digest_of_a_method_this_process_does_not_know_leaves_nothing_out():
     # a store may hold sets of a plugin method that is not imported: they are compared in full
     resolved = {"method": "plugin", "bits": 16, "hashing": "dhd", "options": {}}
-    assert set_digest(resolved) != set_digest({**resolved, "bits": 64})
-    assert set_digest({**resolved, "method": "dm"}) == set_digest({**resolved, "method": "dm", "bits": 64})
+    assert set_content_digest(resolved) != set_content_digest({**resolved, "bits": 64})
+    assert set_content_digest({**resolved, "method": "dm"}) == set_content_digest(
+        {**resolved, "method": "dm", "bits": 64}
+    )
 
 
-def test_a_setting_the_method_reads_changes_the_set_digest(tmp_path, small, pool_dir):
+def test_a_setting_the_method_reads_changes_the_content_digest(tmp_path, small, pool_dir):
     kw = dict(method="iem", ipc=1, outer_loops=1, inner_loops=1, options=iem_options(pool_dir, use_pool=True))
     condense(config(tmp_path, "a", **kw), dataset=small)
     condense(config(tmp_path, "b", **kw, bits=32), dataset=small)  # the pool trains with the hashing loss
     recorded = [json.loads((tmp_path / n / "config.json").read_text())["config"] for n in "ab"]
-    assert set_digest(recorded[0]) != set_digest(recorded[1])
+    assert set_content_digest(recorded[0]) != set_content_digest(recorded[1])
     assert _tensor_bytes(tmp_path / "a" / "synthetic.safetensors") != _tensor_bytes(
         tmp_path / "b" / "synthetic.safetensors"
     )

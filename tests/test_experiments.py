@@ -401,7 +401,7 @@ def test_a_set_of_another_budget_is_not_shared(tmp_path, changes):
     dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
     other = load_experiment(_file(tmp_path, "budget.json", **changes))
     twin = next(c for c in other.cells("cpu") if c.key == "dm/1/16")
-    assert current_settings(twin, _Datasets()).digest == store.recorded_set_digest(store.set_folder(dm))
+    assert current_settings(twin, _Datasets()).digest == store.recorded_content_digest(store.set_folder(dm))
     (planned,) = plan_cells(other, store, "cpu", pattern="dm/*")
     assert planned.shared is None and "linked" not in planned.cost
     run_experiment(other, store, "cpu", pattern="dm/*", quiet=True)

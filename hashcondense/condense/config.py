@@ -13,7 +13,7 @@ is refused. Settings that only decide where files go, how long to run or how muc
 pass may use are left out (`RESUME_FREE`): `out`, `preset` (its values are hashed), `resume`,
 `overwrite`, `time_budget`,
 `outer_loops` (a finished run can be extended), `checkpoint_every`, `device`, `compile`, `root`, `download`,
-`show_progress`, `export_images`, `max_forward` and the `pool_dir` option. `set_digest` further leaves
+`show_progress`, `export_images`, `max_forward` and the `pool_dir` option. `set_content_digest` further leaves
 out what the method does not read (DM's hash bits): it decides which stored sets are the same.
 """
 
@@ -42,8 +42,8 @@ __all__ = [
     "check_settings",
     "config_digest",
     "resolve_settings",
-    "set_digest",
     "set_config",
+    "set_content_digest",
 ]
 
 # Where the engine's defaults come from: IDC's framework (SGD momentum 0.5 on the images, the
@@ -371,10 +371,10 @@ def config_digest(resolved: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
 
 
-def set_digest(resolved: dict[str, Any]) -> str:
+def set_content_digest(resolved: dict[str, Any]) -> str:
     """The digest of the settings that decide the condensed *set*: `config_digest` without what the
     method never reads for them (`CondenseMethod.unread_settings`, e.g. DM's hash bits). Two runs with
-    the same `set_digest` make the same set, so experiments may share it (32- and 64-bit cells)."""
+    the same `set_content_digest` make the same set, so experiments may share it (32- and 64-bit cells)."""
     method = resolved.get("method")
     # a set of a method this process does not know (a plugin not imported) shares nothing
     unread = METHODS.get(method).unread_settings(resolved) if method in METHODS else set()

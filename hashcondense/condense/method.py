@@ -144,9 +144,9 @@ class CondenseMethod:
     def unread_settings(cls, resolved: dict[str, Any]) -> set[str]:
         """Names of resolved settings (top level, or "options.NAME") that this method never reads for
         `resolved`, so that two runs differing only in them make the same set (DM reads no hashing
-        method: its set at 32 bits is its set at 64). `config.set_digest` leaves them out, and the
+        method: its set at 32 bits is its set at 64). `config.set_content_digest` leaves them out, and the
         experiment store shares one set between such cells. Default: every setting counts. A claim
-        here must hold bit for bit (tests/test_condense.py checks each one)."""
+        here must hold bit for bit (tests/test_condense_engine.py checks each one)."""
         return set()
 
     def resolved_options(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from hashcondense.condense import CondenseConfig, condense
 from hashcondense.condense.checkpoint import CHECKPOINT
-from hashcondense.condense.config import set_digest
+from hashcondense.condense.config import set_content_digest
 from hashcondense.condense.setup import resolved_settings
 from hashcondense.condense.synthetic import SET_FILE
 from hashcondense.data import RetrievalDataset, load_dataset
@@ -179,7 +179,7 @@ def _evaluate_seed(
 
 
 class SetSettings(NamedTuple):
-    """What the cell's set would be if condensed now: its `config.set_digest` (resolved settings, less
+    """What the cell's set would be if condensed now: its `config.set_content_digest` (resolved settings, less
     what the method does not read) and budget."""
 
     digest: str
@@ -189,12 +189,12 @@ class SetSettings(NamedTuple):
 def current_settings(cell: Cell, datasets: _Datasets) -> SetSettings:
     config = CondenseConfig.from_dict({**cell.condense, "out": "-"})
     resolved = resolved_settings(config, dataset=datasets.get(cell.condense))
-    return SetSettings(set_digest(resolved), {k: resolved.get(k) for k in SET_BUDGET})
+    return SetSettings(set_content_digest(resolved), {k: resolved.get(k) for k in SET_BUDGET})
 
 
 def _set_outdated(cell: Cell, store: CellStore, current: str) -> bool:
     """The cell's stored set (finished or not) was made with other settings than `current`."""
-    recorded = store.recorded_set_digest(store.set_folder(cell))
+    recorded = store.recorded_content_digest(store.set_folder(cell))
     return recorded is not None and recorded != current
 
 
@@ -227,7 +227,7 @@ def _retire_stale_set(store: CellStore, cell: Cell, current: str) -> None:
         return
 
     def stale() -> str | None:  # the old set's config_digest, which names it when set aside
-        recorded = store.recorded_set_digest(folder)
+        recorded = store.recorded_content_digest(folder)
         return store.recorded_digest(folder) if recorded not in (None, current) else None
 
     if stale() is None:
@@ -332,12 +332,12 @@ def _deciding(values: dict[str, Any]) -> dict[str, Any]:
 
 def adopt_set(store: CellStore, cell: Cell, source: str | Path) -> Path:
     """Copy a finished condensation run made outside the store (a `hashcondense condense` folder) into
-    `cell`'s set folder, when the settings it recorded (`config.set_digest`) are what the cell resolves
-    today: a probe run with the cell's settings is not condensed again. Refuses anything else."""
+    `cell`'s set folder, when the settings it recorded (`config.set_content_digest`) are what the cell
+    resolves today: a probe run with the cell's settings is not condensed again. Refuses anything else."""
     if cell.condense is None:
         raise HashCondenseError(f"cell {cell.key} trains on a named set; it has no condensed set to adopt")
     source = Path(source)
-    recorded = store.recorded_set_digest(source)
+    recorded = store.recorded_content_digest(source)
     if recorded is None or not (source / SET_FILE).is_file():
         raise HashCondenseError(f"{source} holds no finished condensation run (config.json and {SET_FILE})")
     current, budget = current_settings(cell, _Datasets())

@@ -11,7 +11,7 @@ does not change when the code's defaults or a method's preset values do. So each
 digest of its fully resolved settings (`config_digest` in its config.json) and each evaluation of a
 set records that digest in its done.json (`set_digest`): the runner recomputes a set whose recorded
 settings are not what the code resolves today, and an evaluation counts only for the set it trained on.
-Sets are compared on `config.set_digest`, recomputed from the settings config.json records: the
+Sets are compared on `config.set_content_digest`, recomputed from the settings config.json records: the
 resolved settings less those the method does not read (DM's and IEM-without-pool's hash bits and
 hashing method), so one DM set serves the 32- and 64-bit cells. A cell whose set key is new but whose
 set settings and budget (`SET_BUDGET`: the digests leave the budget out, so that a run can be
@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hashcondense.condense.config import LOCATION_FIELDS, LOCATION_OPTIONS, set_digest
+from hashcondense.condense.config import LOCATION_FIELDS, LOCATION_OPTIONS, set_content_digest
 from hashcondense.experiments.spec import Cell
 from hashcondense.io.atomic import ensure_writable_dir, write_json
 
@@ -146,15 +146,17 @@ class CellStore:
         return json.loads(path.read_text()).get("config_digest")
 
     @staticmethod
-    def recorded_set_digest(folder: Path | None) -> str | None:
-        """The `config.set_digest` of the settings a set folder's config.json records (None: none written
-        yet): what decides whether it is the set a cell asks for."""
+    def recorded_content_digest(folder: Path | None) -> str | None:
+        """The `config.set_content_digest` of the settings a set folder's config.json records (None:
+        none written yet): what decides whether it is the set a cell asks for."""
         path = None if folder is None else folder / "config.json"
         if path is None or not path.is_file():
             return None
         recorded = json.loads(path.read_text())
         # a config.json without its settings (not written by this library) matches nothing
-        return set_digest(recorded["config"]) if "config" in recorded else recorded.get("config_digest")
+        return (
+            set_content_digest(recorded["config"]) if "config" in recorded else recorded.get("config_digest")
+        )
 
     @staticmethod
     def recorded_budget(folder: Path) -> dict[str, Any]:
@@ -183,7 +185,7 @@ class CellStore:
 
     def share_set(self, cell: Cell, digest: str, budget: dict[str, Any]) -> Path | None:
         """Link the cell's set folder, when it does not exist yet, to a finished set made under another
-        key with the same set settings (`digest`, a `config.set_digest`) and budget (`SET_BUDGET`
+        key with the same set settings (`digest`, a `config.set_content_digest`) and budget (`SET_BUDGET`
         values): two experiments that write one set differently (table4's explicit `use_pool: true,
         factor: 2` against table1's defaults; table1's 32- and 64-bit DM cells) share it, and its
         evaluations. Returns the shared folder, or None."""
@@ -208,7 +210,7 @@ class CellStore:
             # a set moved aside is outdated for its own key only: another key of its settings may use it
             if other.is_symlink() or other == folder or not self.done(other):
                 continue
-            if self.recorded_set_digest(other) == digest and self.recorded_budget(other) == budget:
+            if self.recorded_content_digest(other) == digest and self.recorded_budget(other) == budget:
                 return other
         return None
 
