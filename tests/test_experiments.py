@@ -356,6 +356,8 @@ def test_a_set_written_differently_with_the_same_resolved_settings_is_shared(tmp
     assert store.set_folder(twin) != store.set_folder(dm)  # another key...
     (planned,) = plan_cells(other, store, "cpu", pattern="dm/*")
     assert planned.shared == store.set_folder(dm) and "linked when run" in planned.cost
+    # the dry run already counts the evaluations made on the set it would link: nothing is left
+    assert (planned.status, planned.seeds_done) == ("done", len(dm.seeds))
 
     def times() -> list[int]:
         return [(store.seed_folder(dm, s) / "metrics.json").stat().st_mtime_ns for s in dm.seeds]

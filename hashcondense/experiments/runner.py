@@ -124,8 +124,11 @@ def plan_cells(
                 shared = store.equivalent_set(cell, *current, replacing=stale)
         except HashCondenseError:  # its data does not load here: what the store holds is all we know
             pass
+        if shared is not None and status != "stale":  # its evaluations count once linked
+            done = len(store.metrics(cell, set_folder=shared))
+            status = "done" if done == len(cell.seeds) else ("partial" if done else "todo")
         line = CellStatus(cell, status, done, _cost(cell), shared=shared)
-        if shared is not None:  # evaluations made on it count once linked; priced here in full
+        if shared is not None:
             line.cost += f"; its set is made (sets/{shared.name}, linked when run)"
         out.append(_priced(line, store, price, datasets) if price and status != "done" else line)
     return out

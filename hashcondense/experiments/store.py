@@ -86,9 +86,11 @@ class CellStore:
     def set_folder(self, cell: Cell) -> Path | None:
         return None if cell.condense is None else self.root / "sets" / _digest(_settings(cell.condense))
 
-    def cell_folder(self, cell: Cell) -> Path:
+    def cell_folder(self, cell: Cell, set_folder: Path | None = None) -> Path:
+        """The cell's evaluation folder; `set_folder` names the set it evaluates when that is not (yet)
+        what the cell's set key holds (a finished set the cell would link, `equivalent_set`)."""
         evaluate = _settings(cell.evaluate)
-        folder = self.set_folder(cell)
+        folder = set_folder or self.set_folder(cell)
         if folder is not None:  # named by the set's id: a set shared or moved keeps its evaluations
             evaluate["train_set"] = f"set:{self.set_id(folder) if folder.exists() else folder.name}"
         # no cell key in the digest: the same set evaluated the same way is one measurement, shared by
@@ -111,8 +113,8 @@ class CellStore:
         if not (folder / SET_ID).is_file():
             write_json(folder / SET_ID, {"set_id": f"{folder.name}-{digest[:12]}"})
 
-    def seed_folder(self, cell: Cell, seed: int) -> Path:
-        return self.cell_folder(cell) / f"seed{seed}"
+    def seed_folder(self, cell: Cell, seed: int, set_folder: Path | None = None) -> Path:
+        return self.cell_folder(cell, set_folder) / f"seed{seed}"
 
     @staticmethod
     def done(folder: Path | None) -> bool:
@@ -138,21 +140,24 @@ class CellStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     @staticmethod
+    def _recorded(folder: Path | None) -> dict[str, Any] | None:
+        """A set folder's config.json (None: none written yet)."""
+        path = None if folder is None else folder / "config.json"
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
+    @staticmethod
     def recorded_digest(folder: Path | None) -> str | None:
         """The resolved-settings digest a set folder's config.json records (None: none written yet)."""
-        path = None if folder is None else folder / "config.json"
-        if path is None or not path.is_file():
-            return None
-        return json.loads(path.read_text()).get("config_digest")
+        recorded = CellStore._recorded(folder)
+        return None if recorded is None else recorded.get("config_digest")
 
     @staticmethod
     def recorded_content_digest(folder: Path | None) -> str | None:
         """The `config.set_content_digest` of the settings a set folder's config.json records (None:
         none written yet): what decides whether it is the set a cell asks for."""
-        path = None if folder is None else folder / "config.json"
-        if path is None or not path.is_file():
+        recorded = CellStore._recorded(folder)
+        if recorded is None:
             return None
-        recorded = json.loads(path.read_text())
         # a config.json without its settings (not written by this library) matches nothing
         return (
             set_content_digest(recorded["config"]) if "config" in recorded else recorded.get("config_digest")
@@ -164,22 +169,24 @@ class CellStore:
         config = json.loads((folder / "config.json").read_text()).get("config", {})
         return {k: config.get(k) for k in SET_BUDGET}
 
-    def evaluated(self, cell: Cell, seed: int) -> bool:
-        """A finished evaluation of the cell's set as the store holds it now (or of a named set)."""
-        folder = self.seed_folder(cell, seed)
+    def evaluated(self, cell: Cell, seed: int, set_folder: Path | None = None) -> bool:
+        """A finished evaluation of the cell's set as the store holds it now (or of a named set;
+        `set_folder`: of that set instead, as `cell_folder`)."""
+        folder = self.seed_folder(cell, seed, set_folder)
         if not self.done(folder):
             return False
         if cell.condense is None:
             return True
         measured = json.loads((folder / "done.json").read_text()).get("set_digest")
-        return measured is not None and measured == self.recorded_digest(self.set_folder(cell))
+        return measured is not None and measured == self.recorded_digest(set_folder or self.set_folder(cell))
 
-    def metrics(self, cell: Cell) -> dict[int, dict[str, Any]]:
-        """Seed -> metrics.json of the finished evaluations of a cell (of its current set)."""
+    def metrics(self, cell: Cell, set_folder: Path | None = None) -> dict[int, dict[str, Any]]:
+        """Seed -> metrics.json of the finished evaluations of a cell (of its current set, or of
+        `set_folder`, as `cell_folder`)."""
         out = {}
         for seed in cell.seeds:
-            folder = self.seed_folder(cell, seed)
-            if self.evaluated(cell, seed) and (folder / "metrics.json").is_file():
+            folder = self.seed_folder(cell, seed, set_folder)
+            if self.evaluated(cell, seed, set_folder) and (folder / "metrics.json").is_file():
                 out[seed] = json.loads((folder / "metrics.json").read_text())
         return out
 
