@@ -489,3 +489,26 @@ def test_table5_condenses_with_each_hashing_method_through_the_pool_under_the_cp
     assert all(c.condense["options"]["use_pool"] is True for c in condensed_with)
     assert all(c.evaluate["hashing"] == c.condense["hashing"] for c in condensed_with)
     assert "use_pool" not in cells["iem/10/dpn"].condense.get("options", {})  # the preset's choice: off
+
+
+def test_a_stale_cell_whose_new_settings_are_made_under_another_key_is_priced_as_nothing_left(
+    tmp_path, monkeypatch
+):
+    # the code's default moves to what another key wrote out and evaluated: the dry run of the stale
+    # cell names that set and prices nothing left (its evaluations count once linked)
+    from hashcondense.condense.method import get_method
+    from hashcondense.experiments.cost import CostModel
+
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)
+    other = load_experiment(_file(tmp_path, "explicit.json", condense={**TINY["condense"], "lr_img": 0.5}))
+    run_experiment(other, store, "cpu", pattern="dm/*", quiet=True)
+    cls = get_method("dm")
+    defaults = cls.default_settings
+    monkeypatch.setattr(
+        cls, "default_settings", classmethod(lambda c, info: {**defaults(info), "lr_img": 0.5})
+    )
+    (planned,) = plan_cells(experiment, store, "cpu", pattern="dm/*", price=CostModel(throughput=100.0))
+    twin = next(c for c in other.cells("cpu") if c.key == "dm/1/16")
+    assert planned.status == "stale" and planned.shared == store.set_folder(twin)
+    assert "with 2 of its evaluations" in planned.cost and planned.minutes == 0.0

@@ -44,6 +44,7 @@ class CellStatus:
     cost: str  # what the cell will spend, from its settings (and priced on this machine if asked)
     minutes: float | None = None  # the estimated CPU-minutes of what is left; None: not priced
     shared: Path | None = None  # a finished set of the same resolved settings under another key
+    shared_seeds_done: int = 0  # the evaluations already made on `shared`: they count once linked
 
     def line(self) -> str:
         seeds = f"{self.seeds_done}/{len(self.cell.seeds)} seeds"
@@ -87,7 +88,7 @@ def _priced(status: CellStatus, store: CellStore, model: Any, datasets: _Dataset
         if pool:
             parts.append(f"pool {pool / 60:.0f} unless cached")
     train_images = model.decoded_images(cell.condense, data) if cell.condense else len(data.indices("train"))
-    seeds_left = len(cell.seeds) - status.seeds_done
+    seeds_left = len(cell.seeds) - max(status.seeds_done, status.shared_seeds_done)
     if seeds_left:
         per_seed = model.evaluation_seconds(cell.evaluate, data, train_images)
         seconds += seeds_left * per_seed
@@ -124,12 +125,13 @@ def plan_cells(
                 shared = store.equivalent_set(cell, *current, replacing=stale)
         except HashCondenseError:  # its data does not load here: what the store holds is all we know
             pass
+        linked = len(store.metrics(cell, set_folder=shared)) if shared is not None else 0
         if shared is not None and status != "stale":  # its evaluations count once linked
-            done = len(store.metrics(cell, set_folder=shared))
-            status = "done" if done == len(cell.seeds) else ("partial" if done else "todo")
-        line = CellStatus(cell, status, done, _cost(cell), shared=shared)
+            done, status = linked, "done" if linked == len(cell.seeds) else ("partial" if linked else "todo")
+        line = CellStatus(cell, status, done, _cost(cell), shared=shared, shared_seeds_done=linked)
         if shared is not None:
-            line.cost += f"; its set is made (sets/{shared.name}, linked when run)"
+            made = f", with {linked} of its evaluations" if status == "stale" and linked else ""
+            line.cost += f"; its set is made (sets/{shared.name}, linked when run{made})"
         out.append(_priced(line, store, price, datasets) if price and status != "done" else line)
     return out
 
