@@ -413,3 +413,20 @@ def test_presets_and_user_values_merge_in_order(tmp_path, small):
     cpu = settings(preset="cpu")
     assert (cpu.outer_loops, cpu.inner_loops, cpu.lr_img) == (180, 10, 0.05)
     assert settings(preset="cpu", inner_loops=7).inner_loops == 7
+
+
+def test_the_cpu_preset_keeps_its_pool_rate_for_iem_with_the_pool(tmp_path, small, monkeypatch):
+    # the cpu preset's image rate was chosen without the pool; a run that asks for the pool gets the
+    # rate measured with it (here made different to tell them apart)
+    from hashcondense.condense import CondenseEngine
+    from hashcondense.condense.methods.iem import IEM
+
+    monkeypatch.setattr(IEM, "cpu_lr_img_with_pool", 0.03)
+
+    def lr_img(**options):
+        engine = CondenseEngine(config(tmp_path, method="iem", preset="cpu", options=options), dataset=small)
+        engine.setup()
+        return engine.settings.lr_img
+
+    assert lr_img(use_pool=True, pool_size=1, pool_epochs=1) == 0.03
+    assert lr_img(use_pool=False) == lr_img() == IEM.presets["cpu"]["lr_img"]

@@ -111,8 +111,9 @@ class CondenseMethod:
         options: the method's own settings and their defaults (None = choose in `__init__`).
         presets: named groups of shared loop settings (`CondenseConfig.preset`, e.g. "cpu"); "paper"
             (the defaults) always exists.
-    Class method a method may override:
+    Class methods a method may override:
         unread_settings(resolved): the resolved settings that cannot change its set (see there).
+        preset_settings(options): `presets` as they apply with these options (see there).
     """
 
     name: ClassVar[str] = "base"
@@ -148,6 +149,12 @@ class CondenseMethod:
         experiment store shares one set between such cells. Default: every setting counts. A claim
         here must hold bit for bit (tests/test_condense_engine.py checks each one)."""
         return set()
+
+    @classmethod
+    def preset_settings(cls, options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The presets as they apply to a run with the method options `options` (as given, before
+        defaults): what `config.resolve_settings` lays over the defaults. Default: `presets`."""
+        return cls.presets
 
     def resolved_options(self) -> dict[str, Any]:
         """The options as used (after `__init__` filled dataset-dependent ones); saved in the config."""

@@ -100,7 +100,9 @@ def _context(
         image_size=int(images.shape[-1]),
         num_train=int(images.shape[0]),
     )
-    settings = resolve_settings(config, cls.default_settings(info), info.image_size, cls.presets)
+    settings = resolve_settings(
+        config, cls.default_settings(info), info.image_size, cls.preset_settings(dict(config.options or {}))
+    )
     sampler = ClassSampler(labels, info.num_classes, list(ds.class_names))
     counts = {sampler.name(c): sampler.count(c) for c in range(info.num_classes)}
     check_data_fit(config, info.image_size, counts)

@@ -115,7 +115,8 @@ class CostModel:
         config = CondenseConfig.from_dict({**condense, "out": "-"})
         method = METHODS.get(config.method)
         info = _info(condense, data)
-        settings = resolve_settings(config, method.default_settings(info), data.image_size, method.presets)
+        presets = method.preset_settings(dict(config.options or {}))
+        settings = resolve_settings(config, method.default_settings(info), data.image_size, presets)
         return config.ipc * data.num_classes * settings.factor**2
 
 

@@ -96,6 +96,16 @@ class IEM(EmbeddingMatching):
     # "cpu": the paper's mechanics on a schedule that fits 2 CPU cores, without the pool (see the module
     # docstring).
     presets = {"cpu": {"outer_loops": 180, "inner_loops": 10, "lr_img": 0.05}}
+    # the cpu preset's image rate when the pool is asked for: measured apart (BENCHMARKS.md, issue 4)
+    cpu_lr_img_with_pool = 0.05
+
+    @classmethod
+    def preset_settings(cls, options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        # the cpu preset's rate was chosen without the pool (RESULTS.md "lrimg"); a pool asked for
+        # keeps the rate measured with it
+        if not options.get("use_pool"):
+            return cls.presets
+        return {**cls.presets, "cpu": {**cls.presets["cpu"], "lr_img": cls.cpu_lr_img_with_pool}}
 
     @staticmethod
     def uses_pool(use_pool: bool | None, preset: str | None) -> bool:
