@@ -411,7 +411,7 @@ def test_presets_and_user_values_merge_in_order(tmp_path, small):
     assert (paper.outer_loops, paper.inner_loops, paper.lr_img, paper.factor) == (300, 300, 0.005, 2)
     assert paper.batch_real == 16  # the user's value (TINY) beats the method default 64
     cpu = settings(preset="cpu")
-    assert (cpu.outer_loops, cpu.inner_loops, cpu.lr_img) == (180, 10, 0.05)
+    assert (cpu.outer_loops, cpu.inner_loops, cpu.lr_img) == (180, 10, 0.1)
     assert settings(preset="cpu", inner_loops=7).inner_loops == 7
 
 
