@@ -90,7 +90,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from hashcondense.condense.config import DatasetInfo
+from hashcondense.condense.config import CondenseConfig, DatasetInfo, Settings, resolve_settings
 from hashcondense.condense.context import CondenseContext, MatchBatch
 from hashcondense.errors import HashCondenseError
 from hashcondense.registries import METHODS
@@ -155,6 +155,13 @@ class CondenseMethod:
         """The presets as they apply to a run with the method options `options` (as given, before
         defaults): what `config.resolve_settings` lays over the defaults. Default: `presets`."""
         return cls.presets
+
+    @classmethod
+    def resolve(cls, config: CondenseConfig, info: DatasetInfo) -> Settings:
+        """The shared loop settings a run of `config` on data `info` gets: its defaults, the presets as
+        they apply with its options, and its own values (`config.resolve_settings`)."""
+        presets = cls.preset_settings(dict(config.options or {}))
+        return resolve_settings(config, cls.default_settings(info), info.image_size, presets)
 
     def resolved_options(self) -> dict[str, Any]:
         """The options as used (after `__init__` filled dataset-dependent ones); saved in the config."""

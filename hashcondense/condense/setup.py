@@ -26,7 +26,6 @@ from hashcondense.condense.config import (
     check_names,
     check_run_settings,
     config_digest,
-    resolve_settings,
 )
 from hashcondense.condense.context import CondenseContext
 from hashcondense.condense.method import CondenseMethod, get_method
@@ -100,9 +99,7 @@ def _context(
         image_size=int(images.shape[-1]),
         num_train=int(images.shape[0]),
     )
-    settings = resolve_settings(
-        config, cls.default_settings(info), info.image_size, cls.preset_settings(dict(config.options or {}))
-    )
+    settings = cls.resolve(config, info)
     sampler = ClassSampler(labels, info.num_classes, list(ds.class_names))
     counts = {sampler.name(c): sampler.count(c) for c in range(info.num_classes)}
     check_data_fit(config, info.image_size, counts)

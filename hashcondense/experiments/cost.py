@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hashcondense.condense.config import CondenseConfig, DatasetInfo, resolve_settings
+from hashcondense.condense.config import CondenseConfig, DatasetInfo
 from hashcondense.condense.methods.iem import default_pool_epochs
 from hashcondense.data import RetrievalDataset
 from hashcondense.evaluate import EvalConfig
@@ -115,8 +115,7 @@ class CostModel:
         config = CondenseConfig.from_dict({**condense, "out": "-"})
         method = METHODS.get(config.method)
         info = _info(condense, data)
-        presets = method.preset_settings(dict(config.options or {}))
-        settings = resolve_settings(config, method.default_settings(info), data.image_size, presets)
+        settings = method.resolve(config, info)
         return config.ipc * data.num_classes * settings.factor**2
 
 
