@@ -3,6 +3,7 @@ resumed, busy ones left to their process) and the report, on tiny digits runs.""
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -162,6 +163,40 @@ def test_cells_are_cached_recomputed_when_changed_and_reported(tmp_path):
     assert [row.split("|")[1].strip() for row in rows] == ["dm/1/16"]
 
 
+def test_a_report_from_another_store_carries_the_published_rows_it_cannot_measure(tmp_path):
+    experiment = load_experiment(_file(tmp_path))
+    sources, report = [experiment.source.as_posix()], tmp_path / "RESULTS.md"
+    run_experiment(experiment, CellStore(tmp_path / "lost"), "cpu", quiet=True)
+    first = write_report(CellStore(tmp_path / "lost"), report, sources)
+    dm_row = next(line for line in first.splitlines() if line.startswith("| dm/1/16 |"))
+    pr = tmp_path / "figures" / "tiny-cpu-pr.png"
+    published_pr = pr.read_bytes()
+
+    fresh = CellStore(tmp_path / "fresh")  # the first store is gone; this one measures random only
+    run_experiment(experiment, fresh, "cpu", pattern="random/*", quiet=True)
+    for _ in range(2):  # carried once, however often the report is written again
+        text = cli_report(fresh, report, sources)
+        row = next(line for line in text.splitlines() if line.startswith("| dm/1/16 |"))
+        assert row == dm_row.replace(" (n=2) |", " (n=2), carried |") and row.count("carried") == 1
+        assert "Carried from the published report: dm/1/16, whole/16: measured in a store that this" in text
+        assert "All cells measured." in text
+        # the figure of both methods is kept, not redrawn with random alone
+        assert pr.read_bytes() == published_pr
+        assert text.count("(carried: drawn from an earlier store; this store holds 1)") == 3  # 3 figures
+    random_row = next(line for line in text.splitlines() if line.startswith("| random/1/16 |"))
+    assert "carried" not in random_row and "(n=2)" in random_row  # measured here
+
+    alone = write_report(fresh, report, sources, carry=False)
+    assert "carried" not in alone and "| dm/1/16 | - |" in alone
+    assert "Not measured: dm/1/16, whole/16 (no finished" in alone and pr.read_bytes() != published_pr
+
+
+def cli_report(store, report, sources):
+    args = ["report", "--store", str(store.root), "--out", str(report)]
+    assert cli.main(args + [arg for source in sources for arg in ("--experiment", source)]) == 0
+    return report.read_text()
+
+
 def test_interrupted_cell_resumes_and_busy_cell_is_left_alone(tmp_path, monkeypatch):
     from hashcondense.condense import engine
 
@@ -188,6 +223,49 @@ def test_interrupted_cell_resumes_and_busy_cell_is_left_alone(tmp_path, monkeypa
     assert dict(run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)) == {"dm/1/16": "done"}
     assert "resuming from outer loop 1" in (folder / "log.txt").read_text()
     assert json.loads((folder / "done.json").read_text())["steps_done"] == 2
+
+
+def _git(folder, *args):
+    command = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
+    return subprocess.run(command, cwd=folder, check=True, capture_output=True, text=True).stdout
+
+
+def test_a_store_under_version_control_keeps_what_the_report_and_later_cells_need(tmp_path, monkeypatch):
+    from hashcondense.condense import engine
+
+    experiment, store = load_experiment(_file(tmp_path)), CellStore(tmp_path / "store")
+    run_experiment(experiment, store, "cpu", pattern="random/*", quiet=True)
+    step = engine.CondenseEngine._step
+
+    def dies_in_the_second_outer_loop(self, outer, inner):
+        if outer == 1:
+            raise KeyboardInterrupt
+        return step(self, outer, inner)
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):  # dm's set left unfinished
+        patch.setattr(engine.CondenseEngine, "_step", dies_in_the_second_outer_loop)
+        run_experiment(experiment, store, "cpu", pattern="dm/*", quiet=True)
+    _git(store.root, "init", "-q")
+    _git(store.root, "add", "-A")
+    kept = _git(store.root, "ls-files").split()
+    names = {name.rsplit("/", 1)[-1] for name in kept}
+    assert {".gitignore", "config.json", "done.json", "metrics.json", "card.json", "set_id.json"} <= names
+    assert "synthetic.safetensors" in names  # the condensed set itself: later cells evaluate it
+    assert not names & {".lock", "network.safetensors", "checkpoint.safetensors"}
+    assert not any(name.endswith(".png") for name in names)
+
+    _git(store.root, "commit", "-q", "-m", "store")
+    _git(tmp_path, "clone", "-q", str(store.root), "clone")  # the store on another machine
+    clone = CellStore(tmp_path / "clone")
+    sources = [experiment.source.as_posix()]
+    here = write_report(store, tmp_path / "a" / "RESULTS.md", sources)
+    there = write_report(clone, tmp_path / "b" / "RESULTS.md", sources)
+    assert there == here.replace(str(store.root), str(clone.root))  # the report needs nothing left out
+    # the finished cell is not recomputed; the interrupted one, whose checkpoint stayed behind, starts over
+    outcome = dict(run_experiment(experiment, clone, "cpu", quiet=True))
+    assert outcome == {"random/1/16": "already done", "dm/1/16": "done", "whole/16": "done"}
+    dm = next(c for c in experiment.cells("cpu") if c.key == "dm/1/16")
+    assert json.loads((clone.set_folder(dm) / "done.json").read_text())["steps_done"] == 2
 
 
 def test_dry_run_lists_cells_with_their_cost(tmp_path, capsys):

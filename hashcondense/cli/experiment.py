@@ -44,6 +44,12 @@ def add_experiment_parsers(subparsers: Any) -> None:
         help="mark the cells whose sets the code would now make with other settings (loads the data)",
     )
     r.add_argument("--root", help="the datasets' folder, for --check")
+    r.add_argument(
+        "--no-carry",
+        action="store_true",
+        help="from the store alone: drop the rows and figures the report at --out shows measured and the "
+        "store does not hold (kept by default, marked carried)",
+    )
 
 
 def run_experiment_command(args: argparse.Namespace) -> int:
@@ -91,6 +97,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     from hashcondense.experiments.report import write_report
     from hashcondense.experiments.store import CellStore
 
-    write_report(CellStore(args.store), args.out, args.experiment, check=args.check, root=args.root)
+    store = CellStore(args.store)
+    write_report(store, args.out, args.experiment, check=args.check, root=args.root, carry=not args.no_carry)
     print(f"wrote {args.out}")
     return 0

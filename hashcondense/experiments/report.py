@@ -2,13 +2,20 @@
 cell's measured mAP (mean and sd over its evaluation seeds) beside the paper's value and the
 difference, with the set's steps, distillation seconds and the date; then the cells not measured; then
 the experiment's figures (PNG files in figures/ beside RESULTS.md, one curve or bar colour per method).
-Text written by hand below `FINDINGS_MARK` in an existing report is kept."""
+Text written by hand below `FINDINGS_MARK` in an existing report is kept.
+
+The report never drops a published measurement silently: a row the report already at the output path
+shows measured, whose cell this store holds no evaluation of (the store it came from is gone, or this is
+another store), is carried over as it was and marked `carried`; so is a figure this store can draw with
+fewer cells than the published one showed. `carry=False` writes from the store alone."""
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +23,7 @@ from hashcondense.experiments.spec import Cell, Experiment, list_experiments, lo
 from hashcondense.experiments.store import CellStore
 from hashcondense.io.atomic import write_text
 
-__all__ = ["experiment_section", "write_report"]
+__all__ = ["CARRIED", "Published", "experiment_section", "published", "write_report"]
 
 
 def _measured(values: list[float]) -> str:
@@ -34,9 +41,68 @@ def _compiled_evaluation(folder: Path) -> bool:
     return bool(json.loads(path.read_text()).get("config", {}).get("compile"))
 
 
-def _row(experiment: Experiment, store: CellStore, cell: Cell, stale: bool = False) -> tuple[str, bool]:
+CARRIED = "carried"
+
+
+@dataclass
+class Published:
+    """What a report already written shows for one experiment and preset: its rows with a measured value
+    (cell key -> the table line) and its drawn figures (file name -> the image and caption lines, and
+    how many cells it showed)."""
+
+    rows: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+_SECTION = re.compile(r"^## (\S+) \((\S+) preset\): ")
+_FIGURE = re.compile(r"^!\[.*\]\(figures/([^)]+)\)  $")
+_SHOWN = re.compile(r"\((\d+) measured cells")
+
+
+def published(path: Path) -> dict[tuple[str, str], Published]:
+    """(experiment, preset) -> what the report at `path` shows measured (its generated part, above
+    `FINDINGS_MARK`); empty when there is no report."""
+    if not path.is_file():
+        return {}
+    found: dict[tuple[str, str], Published] = {}
+    current: Published | None = None
+    lines = path.read_text().split(FINDINGS_MARK)[0].splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("## "):
+            match = _SECTION.match(line)
+            current = found.setdefault(match.groups(), Published()) if match else None
+        elif current is None:
+            continue
+        elif line.startswith("| ") and not line.startswith("| cell |"):
+            columns = [c.strip() for c in line.strip("|").split("|")]
+            if len(columns) == 7 and columns[1] != "-":
+                current.rows[columns[0]] = line
+        elif (figure := _FIGURE.match(line)) and i + 1 < len(lines):
+            shown = _SHOWN.search(lines[i + 1])
+            current.figures[figure.group(1)] = (
+                f"{line}\n{lines[i + 1]}",
+                int(shown.group(1)) if shown else 0,
+            )
+    return found
+
+
+def _carried(line: str) -> str:
+    """A published row marked as carried (once)."""
+    columns = line.strip("|").split("|")
+    if CARRIED not in columns[1]:
+        columns[1] = f"{columns[1].rstrip()}, {CARRIED} "
+    return "|" + "|".join(columns) + "|"
+
+
+def _row(
+    experiment: Experiment, store: CellStore, cell: Cell, stale: bool = False, carry: Published | None = None
+) -> tuple[str, str]:
+    """The cell's table line and what it shows: "measured" (from this store), "carried" (from `carry`,
+    the published report, when this store holds no evaluation of it) or "missing"."""
     metrics = store.metrics(cell)
     values = [100 * m["map"] for m in metrics.values()]
+    if not values and carry is not None and cell.key in carry.rows:
+        return _carried(carry.rows[cell.key]), CARRIED
     measured = _measured(values) + (", **stale**" if stale and values else "")
     paper = experiment.paper.get(cell.key)
     diff = f"{statistics.mean(values) - paper:+.2f}" if values and paper is not None else "-"
@@ -63,11 +129,23 @@ def _row(experiment: Experiment, store: CellStore, cell: Cell, stale: bool = Fal
         date += " (compiled evaluation)"
     paper_text = f"{paper:.2f}" if paper is not None else "-"
     line = f"| {cell.key} | {measured} | {paper_text} | {diff} | {steps} | {seconds} | {date} |"
-    return line, bool(values)
+    return line, "measured" if values else "missing"
 
 
 def _mean_curve(curves: list[list[float]]) -> list[float]:
     return [statistics.mean(points) for points in zip(*curves, strict=True)]
+
+
+def _figure_cells(
+    figure: dict[str, Any], experiment: Experiment, store: CellStore, preset: str
+) -> list[tuple[Cell, list[dict[str, Any]]]]:
+    """The figure's cells that this store has measured, with their metrics per seed."""
+    cells = [
+        (cell, list(store.metrics(cell).values()))
+        for cell in experiment.cells(preset)
+        if fnmatch.fnmatch(cell.key, figure.get("cells", "*"))
+    ]
+    return [(cell, metrics) for cell, metrics in cells if metrics]
 
 
 def draw_figure(
@@ -77,12 +155,7 @@ def draw_figure(
     cells it shows (0: nothing measured, nothing written)."""
     from hashcondense.utils.figures import plt, save_figure
 
-    cells = [
-        (cell, list(store.metrics(cell).values()))
-        for cell in experiment.cells(preset)
-        if fnmatch.fnmatch(cell.key, figure.get("cells", "*"))
-    ]
-    cells = [(cell, metrics) for cell, metrics in cells if metrics]
+    cells = _figure_cells(figure, experiment, store, preset)
     if not cells:
         return 0
     series, x = figure.get("series", "method"), figure.get("x")
@@ -130,10 +203,21 @@ def draw_figure(
     return len(cells)
 
 
-def _figures(experiment: Experiment, store: CellStore, preset: str, out_dir: Path) -> list[str]:
+def _figures(
+    experiment: Experiment, store: CellStore, preset: str, out_dir: Path, carry: Published | None = None
+) -> list[str]:
     lines = []
     for figure in experiment.figures:
         name = f"{experiment.name}-{preset}-{figure['name']}.png"
+        old = carry.figures.get(name) if carry is not None else None
+        here = len(_figure_cells(figure, experiment, store, preset))
+        if old is not None and old[1] > here and (out_dir / "figures" / name).is_file():
+            # the published figure shows more than this store can: kept, not redrawn with less
+            published_lines = old[0].split(f" ({CARRIED}: ")[0]  # marked once, however often carried
+            lines.append(
+                f"{published_lines} ({CARRIED}: drawn from an earlier store; this store holds {here})"
+            )
+            continue
         shown = draw_figure(figure, experiment, store, preset, out_dir / "figures" / name)
         title = figure.get("title", figure["name"])
         lines.append(
@@ -158,15 +242,17 @@ def experiment_section(
     preset: str,
     out_dir: Path | None = None,
     stale: list[str] | None = None,
+    carry: Published | None = None,
 ) -> str | None:
     """The experiment's table under `preset` (and its figures, drawn into `out_dir`/figures), or None
-    when the store holds none of its cells. `stale`: the cells to mark (`stale_cells`); None: not
-    checked, said under the table."""
+    when the store holds none of its cells and `carry` (what the published report shows, `published`)
+    none either. `stale`: the cells to mark (`stale_cells`); None: not checked, said under the table."""
     cells = experiment.cells(preset)
-    rows = [_row(experiment, store, cell, cell.key in (stale or ())) for cell in cells]
-    if not any(measured for _, measured in rows):
+    rows = [_row(experiment, store, cell, cell.key in (stale or ()), carry) for cell in cells]
+    if all(shows == "missing" for _, shows in rows):
         return None
-    missing = [cell.key for cell, (_, measured) in zip(cells, rows, strict=True) if not measured]
+    missing = [cell.key for cell, (_, shows) in zip(cells, rows, strict=True) if shows == "missing"]
+    carried = [cell.key for cell, (_, shows) in zip(cells, rows, strict=True) if shows == CARRIED]
     lines = [
         f"## {experiment.name} ({preset} preset): {experiment.title}",
         "",
@@ -180,6 +266,12 @@ def experiment_section(
         else "All cells measured.",
         "",
     ]
+    if carried:
+        lines += [
+            f"Carried from the published report: {', '.join(carried)}: measured in a store that this one "
+            f"does not hold (`hashcondense experiment {experiment.name} --cells KEY` measures one again).",
+            "",
+        ]
     if stale is None:
         lines += ["Not checked against today's settings (`hashcondense report --check` checks).", ""]
     elif stale:
@@ -189,7 +281,7 @@ def experiment_section(
             "",
         ]
     if out_dir is not None and experiment.figures:
-        lines += [*_figures(experiment, store, preset, out_dir), ""]
+        lines += [*_figures(experiment, store, preset, out_dir, carry), ""]
     return "\n".join(lines)
 
 
@@ -199,10 +291,13 @@ def write_report(
     experiments: list[str] | None = None,
     check: bool = False,
     root: str | None = None,
+    carry: bool = True,
 ) -> str:
     """Write RESULTS.md for `experiments` (default: every packaged one) and return its text. `check`:
-    mark the cells whose sets the code would now make differently (`stale_cells`, data under `root`)."""
+    mark the cells whose sets the code would now make differently (`stale_cells`, data under `root`).
+    `carry`: keep what the report already at `out` shows measured and this store does not (`published`)."""
     sections, unmeasured = [], []
+    before = published(Path(out)) if carry else {}
     for name in experiments or list_experiments():
         experiment = load_experiment(name)
         found = [
@@ -212,6 +307,7 @@ def write_report(
                 p,
                 Path(out).parent,
                 stale_cells(experiment, store, p, root) if check else None,
+                before.get((experiment.name, p)),
             )
             for p in experiment.presets()
         ]
@@ -228,6 +324,11 @@ def write_report(
         "# Results\n\nGenerated by `hashcondense report` from the cell store "
         f"`{store.root}`; measured values are mAP (%) over the evaluation seeds.\n\n"
     )
+    if any(f"{CARRIED} " in section or f"{CARRIED}:" in section for section in sections):
+        head += (
+            f"Rows and figures marked *{CARRIED}* are kept from the report published before: this store "
+            "holds no evaluation of them (see each table's note).\n\n"
+        )
     text = head + ("\n".join(sections) if sections else "No cell has finished yet.\n")
     text += _kept_findings(Path(out))
     write_text(out, text)

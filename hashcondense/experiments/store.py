@@ -30,6 +30,12 @@ digest: the same on any machine), not its path: the store can move and two machi
 keys. Each folder is locked while a process works in it (`fcntl.flock`, released when the process
 ends), so several invocations can fill one table side by side: a locked folder is skipped by the
 others, an interrupted one (no done.json) is resumed.
+
+A store is meant to be kept under version control (the repository's own is `results/`): the first run
+writes a `.gitignore` (`STORE_GITIGNORE`) that keeps out only what a run re-creates or what is large
+(locks, resume checkpoints, the model-pool cache, evaluation networks, image grids and exports). The
+records the report reads and the condensed sets that later cells evaluate stay in: a store on a
+machine that goes away loses nothing a report or a later cell needs.
 """
 
 from __future__ import annotations
@@ -45,9 +51,9 @@ from typing import Any
 
 from hashcondense.condense.config import LOCATION_FIELDS, LOCATION_OPTIONS, set_content_digest
 from hashcondense.experiments.spec import Cell
-from hashcondense.io.atomic import ensure_writable_dir, write_json
+from hashcondense.io.atomic import ensure_writable_dir, write_json, write_text
 
-__all__ = ["SET_BUDGET", "SET_ID", "CellStore", "Locked"]
+__all__ = ["SET_BUDGET", "SET_ID", "STORE_GITIGNORE", "CellStore", "Locked"]
 
 # what the resolved-settings digest leaves out (a finished run may be extended) but a shared set must
 # match: a 1-minute set is not a 30-minute one
@@ -55,6 +61,20 @@ SET_BUDGET = ("time_budget", "outer_loops")
 
 # the file in a set folder that holds the set's id (`CellStore.set_id`)
 SET_ID = "set_id.json"
+
+# the store's .gitignore: the files a run re-creates (locks, partial writes, resume checkpoints, the pool
+# cache) or that are large and not read again (evaluation networks: a DenseNet-121 is 28 MB; grids)
+STORE_GITIGNORE = """\
+# written by hashcondense's cell store: what stays out of version control. Kept: the records
+# (config.json, done.json, metrics.json, card.json, logs) and the condensed sets (synthetic.safetensors)
+.lock
+*.tmp
+checkpoint.safetensors
+network.safetensors
+.pool_cache/
+images/
+*.png
+"""
 
 # what a set file's metadata leaves out (condense.config), and the device, the budget's clock and
 # torch.compile: one key on any machine. A time-budgeted set depends on the machine's speed anyway (the
@@ -82,6 +102,12 @@ def _digest(values: dict[str, Any]) -> str:
 class CellStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+
+    def prepare(self) -> None:
+        """Create the store's folder with its `.gitignore` (kept when one exists: its owner's)."""
+        ensure_writable_dir(self.root)
+        if not (self.root / ".gitignore").is_file():
+            write_text(self.root / ".gitignore", STORE_GITIGNORE)
 
     def set_folder(self, cell: Cell) -> Path | None:
         return None if cell.condense is None else self.root / "sets" / _digest(_settings(cell.condense))
