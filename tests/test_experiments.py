@@ -180,11 +180,23 @@ def test_a_report_from_another_store_carries_the_published_rows_it_cannot_measur
         assert row == dm_row.replace(" (n=2) |", " (n=2), carried |") and row.count("carried") == 1
         assert "Carried from the published report: dm/1/16, whole/16: measured in a store that this" in text
         assert "All cells measured." in text
-        # the figure of both methods is kept, not redrawn with random alone
+        # the curves of both methods are kept, not redrawn with random alone (a curve needs every
+        # seed's metrics); line and bar figures draw the carried row's mean and sd
         assert pr.read_bytes() == published_pr
-        assert text.count("(carried: drawn from an earlier store; this store holds 1)") == 3  # 3 figures
+        assert text.count("(carried: drawn from an earlier store; this store holds 1)") == 1
+        assert "(2 measured cells, 1 of them carried: hollow markers)" in text
+        assert "(2 measured cells, 1 of them carried: hatched bars)" in text
     random_row = next(line for line in text.splitlines() if line.startswith("| random/1/16 |"))
     assert "carried" not in random_row and "(n=2)" in random_row  # measured here
+
+    empty, copy = CellStore(tmp_path / "empty"), tmp_path / "copy"  # a store that measured none of it
+    alone_text = write_report(empty, tmp_path / "alone" / "RESULTS.md", sources)
+    copy.mkdir()
+    (copy / "RESULTS.md").write_text(first)
+    (copy / "figures").symlink_to(tmp_path / "figures")
+    kept = write_report(empty, copy / "RESULTS.md", sources)
+    assert "- tiny: digits, a table in miniature." in alone_text and "(n=2), carried |" in kept
+    assert kept.count("(carried: drawn from an earlier store; this store holds 0)") == 3  # none redrawn
 
     alone = write_report(fresh, report, sources, carry=False)
     assert "carried" not in alone and "| dm/1/16 | - |" in alone

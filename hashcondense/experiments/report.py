@@ -136,53 +136,95 @@ def _mean_curve(curves: list[list[float]]) -> list[float]:
     return [statistics.mean(points) for points in zip(*curves, strict=True)]
 
 
-def _figure_cells(
-    figure: dict[str, Any], experiment: Experiment, store: CellStore, preset: str
-) -> list[tuple[Cell, list[dict[str, Any]]]]:
-    """The figure's cells that this store has measured, with their metrics per seed."""
-    cells = [
-        (cell, list(store.metrics(cell).values()))
-        for cell in experiment.cells(preset)
-        if fnmatch.fnmatch(cell.key, figure.get("cells", "*"))
-    ]
-    return [(cell, metrics) for cell, metrics in cells if metrics]
+_MEAN_SD = re.compile(r"^\s*([0-9.]+)(?: ± ([0-9.]+))?")
+
+
+@dataclass
+class _Point:
+    """One cell of a figure: its metrics per seed from the store, or (carried) only the mean and sd of
+    mAP that the published report's row gives."""
+
+    cell: Cell
+    metrics: list[dict[str, Any]]
+    mean: float
+    sd: float
+    carried: bool = False
+
+
+def _figure_points(
+    figure: dict[str, Any], experiment: Experiment, store: CellStore, preset: str, carry: Published | None
+) -> list[_Point]:
+    """The figure's cells that this store has measured and, for line and bar figures (which need only
+    a mean and sd), those `carry` shows measured instead."""
+    points = []
+    for cell in experiment.cells(preset):
+        if not fnmatch.fnmatch(cell.key, figure.get("cells", "*")):
+            continue
+        metrics = list(store.metrics(cell).values())
+        if metrics:
+            maps = [100 * m["map"] for m in metrics]
+            sd = statistics.stdev(maps) if len(maps) > 1 else 0.0
+            points.append(_Point(cell, metrics, statistics.mean(maps), sd))
+        elif carry is not None and cell.key in carry.rows and figure["kind"] in ("line", "bars"):
+            found = _MEAN_SD.match(carry.rows[cell.key].strip("|").split("|")[1])
+            if found:
+                mean, sd = float(found.group(1)), float(found.group(2) or 0.0)
+                points.append(_Point(cell, [], mean, sd, carried=True))
+    return points
 
 
 def draw_figure(
-    figure: dict[str, Any], experiment: Experiment, store: CellStore, preset: str, path: Path
-) -> int:
-    """Draw one of the experiment's figures from its measured cells into `path`; returns how many
-    cells it shows (0: nothing measured, nothing written)."""
+    figure: dict[str, Any],
+    experiment: Experiment,
+    store: CellStore,
+    preset: str,
+    path: Path,
+    carry: Published | None = None,
+) -> tuple[int, int]:
+    """Draw one of the experiment's figures from its measured cells (and, in line and bar figures, the
+    rows `carry` shows measured that this store does not: hollow markers, hatched bars) into `path`;
+    returns how many cells it shows and how many of them are carried (0: nothing written)."""
     from hashcondense.utils.figures import plt, save_figure
 
-    cells = _figure_cells(figure, experiment, store, preset)
-    if not cells:
-        return 0
+    points = _figure_points(figure, experiment, store, preset, carry)
+    if not points:
+        return 0, 0
     series, x = figure.get("series", "method"), figure.get("x")
     fig, ax = plt.subplots(figsize=(5.5, 4))
     kind = figure["kind"]
+    carried = sum(point.carried for point in points)
     if kind in ("line", "bars"):
-        points: dict[str, dict[Any, list[float]]] = {}
-        for cell, metrics in cells:
-            maps = [100 * m["map"] for m in metrics]
-            points.setdefault(str(cell.values.get(series)), {})[cell.values.get(x)] = maps
-        groups = sorted({g for by_x in points.values() for g in by_x}, key=lambda v: (str(type(v)), v))
-        width = 0.8 / max(1, len(points))
-        for i, (label, by_x) in enumerate(points.items()):
+        by_series: dict[str, dict[Any, _Point]] = {}
+        for point in points:
+            by_series.setdefault(str(point.cell.values.get(series)), {})[point.cell.values.get(x)] = point
+        groups = sorted({g for by_x in by_series.values() for g in by_x}, key=lambda v: (str(type(v)), v))
+        width = 0.8 / max(1, len(by_series))
+        for i, (label, by_x) in enumerate(by_series.items()):
             xs = [g for g in groups if g in by_x]
-            means = [statistics.mean(by_x[g]) for g in xs]
-            spread = [statistics.stdev(by_x[g]) if len(by_x[g]) > 1 else 0.0 for g in xs]
+            means, spread = [by_x[g].mean for g in xs], [by_x[g].sd for g in xs]
+            hollow = [by_x[g].carried for g in xs]
             if kind == "line":
-                ax.errorbar(xs, means, yerr=spread, marker="o", capsize=3, label=label)
+                drawn = ax.errorbar(xs, means, yerr=spread, marker="o", capsize=3, label=label)
+                colour = drawn.lines[0].get_color()
+                marked = [(g, m) for g, m, h in zip(xs, means, hollow, strict=True) if h]
+                if marked:
+                    ax.plot(*zip(*marked, strict=True), "o", mfc="white", mec=colour, zorder=3)
             else:
-                where = [groups.index(g) + (i - (len(points) - 1) / 2) * width for g in xs]
-                ax.bar(where, means, width=width, yerr=spread, capsize=3, label=label)
+                where = [groups.index(g) + (i - (len(by_series) - 1) / 2) * width for g in xs]
+                bars = ax.bar(where, means, width=width, yerr=spread, capsize=3, label=label)
+                for bar, h in zip(bars, hollow, strict=True):
+                    if h:
+                        bar.set_hatch("//")
+                        bar.set_alpha(0.6)
         if kind == "bars":
             ax.set_xticks(range(len(groups)), [str(g) for g in groups])
+        if carried:
+            style = "hollow markers" if kind == "line" else "hatched bars"
+            ax.plot([], [], " ", label=f"{style}: {CARRIED} from the published report")
         ax.set(ylabel="mAP (%)")
     else:
-        for cell, metrics in cells:
-            label = str(cell.values.get(series, cell.key))
+        for point in points:
+            metrics, label = point.metrics, str(point.cell.values.get(series, point.cell.key))
             if kind == "pr":
                 recall = _mean_curve([m["pr"]["recall"] for m in metrics])
                 ax.plot(recall, _mean_curve([m["pr"]["precision"] for m in metrics]), marker=".", label=label)
@@ -200,7 +242,7 @@ def draw_figure(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
-    return len(cells)
+    return len(points), carried
 
 
 def _figures(
@@ -210,18 +252,22 @@ def _figures(
     for figure in experiment.figures:
         name = f"{experiment.name}-{preset}-{figure['name']}.png"
         old = carry.figures.get(name) if carry is not None else None
-        here = len(_figure_cells(figure, experiment, store, preset))
-        if old is not None and old[1] > here and (out_dir / "figures" / name).is_file():
-            # the published figure shows more than this store can: kept, not redrawn with less
+        points = _figure_points(figure, experiment, store, preset, carry)
+        here = sum(not point.carried for point in points)
+        if old is not None and (old[1] > len(points) or not here) and (out_dir / "figures" / name).is_file():
+            # the published figure shows more than this store can (curves need every seed's metrics,
+            # which a carried row lacks), or nothing this store measured: kept, not redrawn
             published_lines = old[0].split(f" ({CARRIED}: ")[0]  # marked once, however often carried
             lines.append(
                 f"{published_lines} ({CARRIED}: drawn from an earlier store; this store holds {here})"
             )
             continue
-        shown = draw_figure(figure, experiment, store, preset, out_dir / "figures" / name)
+        shown, carried = draw_figure(figure, experiment, store, preset, out_dir / "figures" / name, carry)
         title = figure.get("title", figure["name"])
+        style = "hollow markers" if figure["kind"] == "line" else "hatched bars"
         lines.append(
-            f"![{title}](figures/{name})  \n*{title}* ({shown} measured cells)"
+            f"![{title}](figures/{name})  \n*{title}* ({shown} measured cells"
+            + (f", {carried} of them {CARRIED}: {style})" if carried else ")")
             if shown
             else f"*{title}*: not drawn, none of its cells ({figure.get('cells', '*')}) is measured yet."
         )
