@@ -6,8 +6,9 @@ Text written by hand below `FINDINGS_MARK` in an existing report is kept.
 
 The report never drops a published measurement silently: a row the report already at the output path
 shows measured, whose cell this store holds no evaluation of (the store it came from is gone, or this is
-another store), is carried over as it was and marked `carried`; so is a figure this store can draw with
-fewer cells than the published one showed. `carry=False` writes from the store alone."""
+another store), is carried over as it was and marked `carried`. Line and bar figures draw such rows
+(hollow markers, hatched bars); a published figure this store would draw with fewer cells, or with none
+it measured itself, is kept as it was. `carry=False` writes from the store alone."""
 
 from __future__ import annotations
 
@@ -173,26 +174,18 @@ def _figure_points(
     return points
 
 
-def draw_figure(
-    figure: dict[str, Any],
-    experiment: Experiment,
-    store: CellStore,
-    preset: str,
-    path: Path,
-    carry: Published | None = None,
-) -> tuple[int, int]:
-    """Draw one of the experiment's figures from its measured cells (and, in line and bar figures, the
-    rows `carry` shows measured that this store does not: hollow markers, hatched bars) into `path`;
-    returns how many cells it shows and how many of them are carried (0: nothing written)."""
+def _carried_style(kind: str) -> str:
+    return "hollow markers" if kind == "line" else "hatched bars"
+
+
+def draw_figure(figure: dict[str, Any], points: list[_Point], path: Path) -> None:
+    """Draw one of an experiment's figures from its cells (`_figure_points`; carried ones as hollow
+    markers or hatched bars) into `path`."""
     from hashcondense.utils.figures import plt, save_figure
 
-    points = _figure_points(figure, experiment, store, preset, carry)
-    if not points:
-        return 0, 0
     series, x = figure.get("series", "method"), figure.get("x")
     fig, ax = plt.subplots(figsize=(5.5, 4))
     kind = figure["kind"]
-    carried = sum(point.carried for point in points)
     if kind in ("line", "bars"):
         by_series: dict[str, dict[Any, _Point]] = {}
         for point in points:
@@ -218,9 +211,8 @@ def draw_figure(
                         bar.set_alpha(0.6)
         if kind == "bars":
             ax.set_xticks(range(len(groups)), [str(g) for g in groups])
-        if carried:
-            style = "hollow markers" if kind == "line" else "hatched bars"
-            ax.plot([], [], " ", label=f"{style}: {CARRIED} from the published report")
+        if any(point.carried for point in points):
+            ax.plot([], [], " ", label=f"{_carried_style(kind)}: {CARRIED} from the published report")
         ax.set(ylabel="mAP (%)")
     else:
         for point in points:
@@ -242,7 +234,6 @@ def draw_figure(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
-    return len(points), carried
 
 
 def _figures(
@@ -262,15 +253,16 @@ def _figures(
                 f"{published_lines} ({CARRIED}: drawn from an earlier store; this store holds {here})"
             )
             continue
-        shown, carried = draw_figure(figure, experiment, store, preset, out_dir / "figures" / name, carry)
         title = figure.get("title", figure["name"])
-        style = "hollow markers" if figure["kind"] == "line" else "hatched bars"
-        lines.append(
-            f"![{title}](figures/{name})  \n*{title}* ({shown} measured cells"
-            + (f", {carried} of them {CARRIED}: {style})" if carried else ")")
-            if shown
-            else f"*{title}*: not drawn, none of its cells ({figure.get('cells', '*')}) is measured yet."
-        )
+        if not points:
+            lines.append(
+                f"*{title}*: not drawn, none of its cells ({figure.get('cells', '*')}) is measured yet."
+            )
+            continue
+        draw_figure(figure, points, out_dir / "figures" / name)
+        carried = len(points) - here
+        marked = f", {carried} of them {CARRIED}: {_carried_style(figure['kind'])}" if carried else ""
+        lines.append(f"![{title}](figures/{name})  \n*{title}* ({len(points)} measured cells{marked})")
     return lines
 
 
