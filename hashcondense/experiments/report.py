@@ -232,7 +232,7 @@ def draw_figure(figure: dict[str, Any], points: list[_Point], path: Path) -> Non
         ax.set_xlabel(figure["xlabel"])
     ax.set_title(figure.get("title", figure["name"]), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: hides no data
     save_figure(fig, path)
 
 
