@@ -602,3 +602,31 @@ def test_a_stale_cell_whose_new_settings_are_made_under_another_key_is_priced_as
     twin = next(c for c in other.cells("cpu") if c.key == "dm/1/16")
     assert planned.status == "stale" and planned.shared == store.set_folder(twin)
     assert "with 2 of its evaluations" in planned.cost and planned.minutes == 0.0
+
+
+def test_the_committed_results_md_is_what_the_report_writes_from_the_committed_store(tmp_path, monkeypatch):
+    """RESULTS.md's tables are regenerated, never edited by hand: written again from results/ (with
+    the rows it carries), they come out the same."""
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    if not (repo / "results").is_dir() or not (repo / "RESULTS.md").is_file():
+        pytest.fail("the repository's results/ store and RESULTS.md belong together; one is missing")
+    committed = (repo / "RESULTS.md").read_text()
+    copy = tmp_path / "RESULTS.md"
+    copy.write_text(committed)
+    shutil.copytree(repo / "figures", tmp_path / "figures")
+    monkeypatch.chdir(repo)  # the report names its store as given: results
+    assert _unchecked(write_report(CellStore("results"), copy)) == _unchecked(committed)
+
+
+def _unchecked(report: str) -> str:
+    """A report less what `--check` adds (it loads the datasets): the stale marks of measured rows and
+    the line under each table that says whether it was checked."""
+    lines = []
+    for line in report.splitlines():
+        if line.startswith(("Not checked against today's settings", "Stale: ")):
+            continue
+        lines.append(line if "carried" in line else line.replace(", **stale**", ""))
+    return "\n".join(lines)
