@@ -304,7 +304,6 @@ def run_experiment(
     of a cell's key (each run's config.json records it), so cells made either way fill one table."""
     datasets = _Datasets()
     outcome = []
-    store.prepare()
     for cell in experiment.cells(preset, root=root):
         if not fnmatch.fnmatch(cell.key, pattern):
             continue
@@ -362,7 +361,6 @@ def adopt_set(store: CellStore, cell: Cell, source: str | Path) -> Path:
     if store.recorded_digest(folder) is not None:
         raise HashCondenseError(f"cell {cell.key} already has its set (or a run making it) in {folder}")
     card = json.loads((source / "card.json").read_text()) if (source / "card.json").is_file() else {}
-    store.prepare()
     with store.locked(folder):
         store.new_set(folder, current)
         for path in source.iterdir():
@@ -423,7 +421,6 @@ def adopt_run(
         _retire_outdated(store, folder, functools.partial(_stale_evaluation, store, cell, seed), why)
     if store.evaluated(cell, seed):
         raise HashCondenseError(f"cell {cell.key} already has a finished seed {seed} in {folder}")
-    store.prepare()
     with store.locked(folder):
         write_json(folder / "config.json", {"config": config, "adopted_from": source})
         write_json(folder / "metrics.json", metrics)

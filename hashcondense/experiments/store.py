@@ -150,10 +150,11 @@ class CellStore:
     def mark_done(folder: Path, facts: dict[str, Any]) -> None:
         write_json(folder / "done.json", facts)
 
-    @staticmethod
     @contextlib.contextmanager
-    def locked(folder: Path) -> Iterator[None]:
-        """Hold the folder's lock for the block; `Locked` if another process holds it."""
+    def locked(self, folder: Path) -> Iterator[None]:
+        """Hold the folder's lock for the block; `Locked` if another process holds it. Every write to
+        the store happens under a lock, so this is where the store gets its `.gitignore` (`prepare`)."""
+        self.prepare()
         ensure_writable_dir(folder)
         with open(folder / ".lock", "a+") as handle:
             try:
