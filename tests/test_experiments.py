@@ -624,9 +624,10 @@ def test_the_committed_results_md_is_what_the_report_writes_from_the_committed_s
 def _unchecked(report: str) -> str:
     """A report less what `--check` adds (it loads the datasets): the stale marks of measured rows and
     the line under each table that says whether it was checked."""
-    lines = []
+    lines: list[str] = []
     for line in report.splitlines():
         if line.startswith(("Not checked against today's settings", "Stale: ")):
             continue
-        lines.append(line if "carried" in line else line.replace(", **stale**", ""))
+        if line or (lines and lines[-1]):  # with its blank line: one blank line between paragraphs
+            lines.append(line if "carried" in line else line.replace(", **stale**", ""))
     return "\n".join(lines)
