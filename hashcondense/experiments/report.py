@@ -60,6 +60,11 @@ _FIGURE = re.compile(r"^!\[.*\]\(figures/([^)]+)\)  $")
 _SHOWN = re.compile(r"\((\d+) measured cells")
 
 
+def _columns(line: str) -> list[str]:
+    """The columns of a table line, as written (spaces kept): column 1 is the measured value."""
+    return line.strip("|").split("|")
+
+
 def published(path: Path) -> dict[tuple[str, str], Published]:
     """(experiment, preset) -> what the report at `path` shows measured (its generated part, above
     `FINDINGS_MARK`); empty when there is no report."""
@@ -75,7 +80,7 @@ def published(path: Path) -> dict[tuple[str, str], Published]:
         elif current is None:
             continue
         elif line.startswith("| ") and not line.startswith("| cell |"):
-            columns = [c.strip() for c in line.strip("|").split("|")]
+            columns = [c.strip() for c in _columns(line)]
             if len(columns) == 7 and columns[1] != "-":
                 current.rows[columns[0]] = line
         elif (figure := _FIGURE.match(line)) and i + 1 < len(lines):
@@ -89,7 +94,7 @@ def published(path: Path) -> dict[tuple[str, str], Published]:
 
 def _carried(line: str) -> str:
     """A published row marked as carried (once)."""
-    columns = line.strip("|").split("|")
+    columns = _columns(line)
     if CARRIED not in columns[1]:
         columns[1] = f"{columns[1].rstrip()}, {CARRIED} "
     return "|" + "|".join(columns) + "|"
@@ -167,7 +172,7 @@ def _figure_points(
             sd = statistics.stdev(maps) if len(maps) > 1 else 0.0
             points.append(_Point(cell, metrics, statistics.mean(maps), sd))
         elif carry is not None and cell.key in carry.rows and figure["kind"] in ("line", "bars"):
-            found = _MEAN_SD.match(carry.rows[cell.key].strip("|").split("|")[1])
+            found = _MEAN_SD.match(_columns(carry.rows[cell.key])[1])
             if found:
                 mean, sd = float(found.group(1)), float(found.group(2) or 0.0)
                 points.append(_Point(cell, [], mean, sd, carried=True))
